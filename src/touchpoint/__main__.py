@@ -1,0 +1,5 @@
+"""`python -m touchpoint` is the `touchpoint` command."""
+
+from touchpoint.cli.main import main
+
+main()

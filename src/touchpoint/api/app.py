@@ -1,0 +1,86 @@
+"""The HTTP application: one router per area, settings passed in, nothing built at import."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import ORJSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from touchpoint import __version__
+from touchpoint.api.errors import install_error_handlers
+from touchpoint.api.routers import collect, health, profiles, rejected, segments
+from touchpoint.core.metrics import Metrics
+from touchpoint.core.settings import Settings
+from touchpoint.runtime import Workspace
+
+logger = logging.getLogger(__name__)
+
+
+class LatencyMiddleware:
+    """Records request latency per route template (pure ASGI: no per-request task overhead)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", "<unmatched>")
+            self.metrics.request_latency.labels(scope["method"], path, str(status)).observe(
+                time.perf_counter() - started
+            )
+
+
+def create_app(settings: Settings, *, workspace: Workspace | None = None) -> FastAPI:
+    """Build the app. With no `workspace`, it opens one at startup and closes it at
+    shutdown, running the stream processor in-process when the settings ask for it."""
+    metrics = workspace.metrics if workspace is not None else Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = workspace is None
+        opened = workspace if workspace is not None else Workspace.open(settings, metrics=metrics)
+        app.state.workspace = opened
+        if owned and settings.run_processor:
+            opened.processor.start()
+        try:
+            yield
+        finally:
+            if owned:
+                opened.close()
+
+    app = FastAPI(
+        title="Touchpoint",
+        version=__version__,
+        default_response_class=ORJSONResponse,
+        lifespan=lifespan,
+    )
+    if workspace is not None:
+        app.state.workspace = workspace
+    install_error_handlers(app)
+    for module in (collect, profiles, segments, rejected, health):
+        app.include_router(module.router)
+    if settings.enable_noop_endpoint:
+        app.add_api_route("/v1/noop", health.noop, methods=["POST"], include_in_schema=False)
+    app.add_middleware(LatencyMiddleware, metrics=metrics)
+    return app

@@ -1,0 +1,138 @@
+"""Segment's HTTP Tracking API: `/v1/batch` and the single-event endpoints.
+
+Handlers read the body within its size limit, undo gzip, parse JSON, find the
+source from the write key and hand the messages to the collector. The reply is
+sent only after the collector returns, i.e. after the durable append.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import ORJSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from touchpoint.api.deps import WorkspaceDep, basic_user, source_for_key
+from touchpoint.api.errors import error_response
+from touchpoint.collect.ingest import CollectResult
+from touchpoint.core.clock import parse_timestamp
+from touchpoint.core.errors import BadRequest, PayloadTooLarge
+from touchpoint.runtime import Workspace
+
+router = APIRouter(tags=["collect"])
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, gunzipped, refused with 413 as soon as it passes `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the body is {declared} bytes; the limit is {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if request.headers.get("content-encoding", "").lower() == "gzip":
+        body = _gunzip(body, limit)
+    return body
+
+
+def _gunzip(body: bytes, limit: int) -> bytes:
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        data = inflater.decompress(body, limit + 1)
+    except zlib.error as error:
+        raise BadRequest(f"the body is not valid gzip: {error}") from None
+    if len(data) > limit or inflater.unconsumed_tail:
+        raise PayloadTooLarge(f"the decompressed body is over the limit of {limit} bytes")
+    if not inflater.eof:
+        raise BadRequest("the body is not valid gzip: truncated stream")
+    return data
+
+
+def parse_json(body: bytes) -> Any:
+    if not body:
+        raise BadRequest("the body is empty; send a JSON object")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise BadRequest(f"the body is not valid JSON: {error}") from None
+
+
+async def _collect(
+    request: Request,
+    workspace: Workspace,
+    body: dict[str, Any],
+    messages: list[Any],
+) -> ORJSONResponse:
+    source = source_for_key(workspace, basic_user(request) or _body_key(body))
+    sent_at = None
+    if body.get("sentAt") is not None:
+        sent_at = parse_timestamp(body["sentAt"])
+        if sent_at is None:
+            raise BadRequest("sentAt: not an ISO-8601 timestamp", details={"field": "sentAt"})
+    context = body.get("context")
+    if context is not None and not isinstance(context, dict):
+        raise BadRequest("context: must be an object", details={"field": "context"})
+    result: CollectResult = await run_in_threadpool(
+        workspace.collector.collect, source, messages, sent_at=sent_at, batch_context=context
+    )
+    return _response(result)
+
+
+def _body_key(body: dict[str, Any]) -> str | None:
+    key = body.get("writeKey")
+    return key if isinstance(key, str) else None
+
+
+def _response(result: CollectResult) -> ORJSONResponse:
+    if result.rejected and not result.accepted and not result.duplicates:
+        too_large = all(problem.reason == "too_large" for problem in result.rejected)
+        status = 413 if too_large else 400
+        first = result.rejected[0]
+        detail = first.errors[0] if first.errors else {"field": "<event>", "reason": first.reason}
+        message = f"event {first.index} rejected: {detail['field']}: {detail['reason']}"
+        body = {"code": "rejected", "message": message, **result.to_dict()}
+        return error_response(status, body)
+    return ORJSONResponse(result.to_dict())
+
+
+@router.post("/v1/batch", summary="Send a batch of events (Segment spec)")
+async def batch(request: Request, workspace: WorkspaceDep) -> ORJSONResponse:
+    limit = workspace.settings.config.collect.max_batch_bytes
+    body = parse_json(await read_body(request, limit))
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object with a `batch` list")
+    messages = body.get("batch")
+    if not isinstance(messages, list):
+        raise BadRequest("batch: must be a list of events", details={"field": "batch"})
+    return await _collect(request, workspace, body, messages)
+
+
+def _single(kind: str) -> Any:
+    async def endpoint(request: Request, workspace: WorkspaceDep) -> ORJSONResponse:
+        limit = workspace.settings.config.collect.max_event_bytes
+        body = parse_json(await read_body(request, limit))
+        if not isinstance(body, dict):
+            raise BadRequest("the body must be a JSON object (one event)")
+        message = {key: value for key, value in body.items() if key != "writeKey"}
+        message["type"] = kind
+        return await _collect(request, workspace, body, [message])
+
+    endpoint.__name__ = kind
+    return endpoint
+
+
+for _kind in ("track", "identify", "page", "screen", "group", "alias"):
+    router.add_api_route(
+        f"/v1/{_kind}",
+        _single(_kind),
+        methods=["POST"],
+        summary=f"Send one {_kind} event (Segment spec)",
+    )

@@ -1,0 +1,64 @@
+"""Profile lookups: the merged profile of any identifier, and its timeline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query
+from starlette.concurrency import run_in_threadpool
+
+from touchpoint.api.deps import AdminKey, WorkspaceDep
+from touchpoint.core.clock import utcnow
+from touchpoint.core.errors import NotFound
+from touchpoint.profiles.view import profile_document
+from touchpoint.runtime import Workspace
+
+router = APIRouter(tags=["profiles"], dependencies=[AdminKey])
+
+
+def _profile_id(workspace: Workspace, kind: str, value: str) -> str:
+    identity = workspace.resolver.identity_for_lookup(kind, value, workspace.hasher)
+    profile_id = workspace.profiles.find(identity)
+    if profile_id is None:
+        raise NotFound(f"no profile has {kind} {value!r}", details={"kind": kind})
+    return profile_id
+
+
+def _lookup(workspace: Workspace, kind: str, value: str) -> dict[str, Any]:
+    profile = workspace.profiles.get(_profile_id(workspace, kind, value))
+    if profile is None:
+        raise NotFound(f"no profile has {kind} {value!r}", details={"kind": kind})
+    document = profile_document(profile, workspace.features, utcnow())
+    document["lineage"] = [
+        {
+            "survivor_id": merge.survivor_id,
+            "merged_id": merge.merged_id,
+            "identity": {"kind": merge.identity.kind, "value": merge.identity.value},
+            "message_id": merge.message_id,
+            "at": merge.at,
+        }
+        for merge in workspace.profiles.lineage(profile.profile_id)
+    ]
+    return document
+
+
+@router.get("/v1/profiles/{kind}/{value}", summary="The merged profile of an identifier")
+def get_profile(kind: str, value: str, workspace: WorkspaceDep) -> dict[str, Any]:
+    return _lookup(workspace, kind, value)
+
+
+@router.get("/v1/profiles/{kind}/{value}/events", summary="The profile's timeline, newest first")
+async def get_profile_events(
+    kind: str,
+    value: str,
+    workspace: WorkspaceDep,
+    cursor: str | None = None,
+    limit: int = Query(default=50, ge=1, le=500),
+) -> dict[str, Any]:
+    def read() -> dict[str, Any]:
+        page = workspace.profiles.events(
+            _profile_id(workspace, kind, value), cursor=cursor, limit=limit
+        )
+        return {"events": [item.event for item in page.items], "next_cursor": page.next_cursor}
+
+    return await run_in_threadpool(read)

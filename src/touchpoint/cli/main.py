@@ -1,0 +1,148 @@
+"""The `touchpoint` command line."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from touchpoint.core.errors import DefinitionError
+from touchpoint.core.logs import configure_logging
+from touchpoint.core.settings import Settings, load_settings
+
+app = typer.Typer(help="Touchpoint: collect, resolve, profile, decide.", no_args_is_help=True)
+config_app = typer.Typer(help="Workspace configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+console = Console()
+errors = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="touchpoint.yaml (default: built-in workspace)"),
+]
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Where data lives (TOUCHPOINT_DATA_DIR, ./touchpoint-data)"),
+]
+LogFormat = Annotated[str, typer.Option("--log-format", help="json or text")]
+
+
+def _settings(config: Path | None, data_dir: Path | None, **options: Any) -> Settings:
+    try:
+        return load_settings(config, data_dir, **options)
+    except DefinitionError as error:
+        errors.print(f"[red]invalid configuration[/red] {error.path}: {error.reason}")
+        raise typer.Exit(2) from None
+    except OSError as error:
+        errors.print(f"[red]cannot read the configuration[/red]: {error}")
+        raise typer.Exit(2) from None
+
+
+def print_keys(settings: Settings, base_url: str) -> None:
+    """Tell the person at the terminal how to reach the workspace (never logged)."""
+    source = settings.config.sources[0]
+    console.print(
+        f"[bold]Touchpoint[/bold] workspace [cyan]{settings.config.workspace}[/cyan] "
+        f"at {base_url}, data in {settings.data_dir}"
+    )
+    console.print(f"  write key ({source.name}): [green]{source.write_key}[/green]")
+    console.print(f"  secret key: [yellow]{settings.secret_key}[/yellow]")
+    console.print(
+        f"  send:   curl -u {source.write_key}: {base_url}/v1/track "
+        "-H 'content-type: application/json' "
+        '-d \'{"userId": "u1", "event": "Signed Up"}\''
+    )
+    console.print(
+        f"  lookup: curl -H 'authorization: Bearer {settings.secret_key}' "
+        f"{base_url}/v1/profiles/user_id/u1"
+    )
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+    processor: Annotated[
+        bool, typer.Option(help="Run the stream processor in this process")
+    ] = True,
+    noop_endpoint: Annotated[bool, typer.Option(hidden=True)] = False,
+    log_format: LogFormat = "json",
+    log_level: Annotated[str, typer.Option()] = "info",
+) -> None:
+    """Run the HTTP API (and, by default, the stream processor) on the embedded stores."""
+    import uvicorn
+
+    from touchpoint.api.app import create_app
+
+    configure_logging(log_level, log_format)
+    settings = _settings(
+        config, data_dir, run_processor=processor, enable_noop_endpoint=noop_endpoint
+    )
+    print_keys(settings, f"http://{host}:{port}")
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+@app.command()
+def worker(
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    log_format: LogFormat = "json",
+    log_level: Annotated[str, typer.Option()] = "info",
+) -> None:
+    """Run the stream processor as its own process (stop with SIGTERM or Ctrl-C)."""
+    from touchpoint.runtime import Workspace
+
+    configure_logging(log_level, log_format)
+    settings = _settings(config, data_dir)
+    workspace = Workspace.open(settings)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        workspace.processor.run_forever(stop)
+    finally:
+        workspace.close()
+
+
+@config_app.command("validate")
+def config_validate(
+    path: Annotated[Path, typer.Argument(help="touchpoint.yaml")] = Path("touchpoint.yaml"),
+) -> None:
+    """Check a configuration; errors name the path of the offending value."""
+    from touchpoint.core.config import load_config_file
+
+    try:
+        loaded = load_config_file(path)
+    except DefinitionError as error:
+        errors.print(f"[red]invalid[/red] {path}: {error.path}: {error.reason}")
+        raise typer.Exit(1) from None
+    except OSError as error:
+        errors.print(f"[red]cannot read[/red] {path}: {error.strerror}")
+        raise typer.Exit(1) from None
+    console.print(
+        f"[green]valid[/green] {path}: {len(loaded.sources)} sources, "
+        f"{len(loaded.tracking_plan.events)} planned events, {len(loaded.features)} features, "
+        f"{len(loaded.segments)} segments"
+    )
+
+
+def main() -> None:
+    """Entry point of the `touchpoint` script."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

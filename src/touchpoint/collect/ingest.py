@@ -1,0 +1,247 @@
+"""The collector: from raw messages to durably logged events.
+
+Per message: size limit, validation against the Segment spec, normalization,
+the tracking plan (enforce rejects, flag marks), PII hashing, routing key. The
+good ones are appended to the log in one call (durable, deduplicated on
+`messageId`), the bad ones stored in the rejected store with their reasons;
+only then does `collect` return, so a 200 built from its result means nothing
+acknowledged can be lost.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from touchpoint.collect.events import IncomingEvent, event_errors, normalize_event
+from touchpoint.collect.pii import IdentityHasher, identifier_text, normalize
+from touchpoint.collect.plan import TrackingPlan
+from touchpoint.collect.rejected import NewRejected, RejectedStore
+from touchpoint.core.clock import isoformat, utcnow
+from touchpoint.core.config import IdentityKind, SourceConfig, TouchpointConfig
+from touchpoint.core.metrics import Metrics
+from touchpoint.log.base import EventLog, LogRecord
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class EventProblem:
+    """Why the message at `index` of the request was rejected or flagged."""
+
+    index: int
+    message_id: str | None
+    reason: str
+    errors: list[dict[str, str]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "messageId": self.message_id,
+            "reason": self.reason,
+            "errors": self.errors,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CollectResult:
+    """What happened to each message of one request."""
+
+    accepted: int
+    duplicates: int
+    rejected: list[EventProblem] = field(default_factory=list)
+    flagged: list[EventProblem] = field(default_factory=list)
+    accepted_indexes: tuple[int, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "success": not self.rejected,
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "rejected": [problem.to_dict() for problem in self.rejected],
+            "flagged": [problem.to_dict() for problem in self.flagged],
+        }
+
+
+class PiiHasher:
+    """Replaces the values of PII identity kinds in an event by their keyed hashes."""
+
+    def __init__(self, kinds: Sequence[IdentityKind], hasher: IdentityHasher) -> None:
+        self._hasher = hasher
+        self._paths: list[tuple[IdentityKind, tuple[tuple[str, ...], ...]]] = []
+        for kind in kinds:
+            if not kind.pii:
+                continue
+            path = tuple(kind.source.split("."))
+            paths = [path]
+            if path[0] == "traits":
+                paths.append(("context", *path))
+            self._paths.append((kind, tuple(paths)))
+
+    def apply(self, event: dict[str, Any]) -> None:
+        """Hash in place; values already hashed are left alone (replays stay stable)."""
+        for kind, paths in self._paths:
+            for path in paths:
+                parent: Any = event
+                for part in path[:-1]:
+                    parent = parent.get(part) if isinstance(parent, dict) else None
+                if not isinstance(parent, dict) or path[-1] not in parent:
+                    continue
+                text = identifier_text(parent[path[-1]])
+                if text is None:
+                    del parent[path[-1]]
+                elif not self._hasher.is_hashed(text):
+                    parent[path[-1]] = self._hasher.hash(kind.name, normalize(text, kind.normalize))
+
+
+class Collector:
+    """Turns requests of raw messages into logged events and rejected-store entries."""
+
+    def __init__(
+        self,
+        config: TouchpointConfig,
+        log: EventLog,
+        rejected: RejectedStore,
+        hasher: IdentityHasher,
+        *,
+        metrics: Metrics | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._log = log
+        self._rejected = rejected
+        self._plan = TrackingPlan(config.tracking_plan)
+        self._pii = PiiHasher(config.identity.kinds, hasher)
+        self._max_event_bytes = config.collect.max_event_bytes
+        self._metrics = metrics
+        self._clock = clock
+
+    def collect(
+        self,
+        source: SourceConfig,
+        messages: Sequence[Any],
+        *,
+        sent_at: datetime | None = None,
+        batch_context: dict[str, Any] | None = None,
+        store_rejections: bool = True,
+    ) -> CollectResult:
+        """Validate, log the good messages and store the bad; durable when it returns."""
+        received_at = self._clock()
+        records: list[LogRecord] = []
+        record_indexes: list[int] = []
+        rejected: list[EventProblem] = []
+        flagged: list[EventProblem] = []
+        to_store: list[NewRejected] = []
+        for index, message in enumerate(messages):
+            stored, problem = self._prepare(
+                index, message, source, received_at, sent_at, batch_context
+            )
+            if problem is not None and stored is None:
+                rejected.append(problem)
+                to_store.append(self._rejection(source, message, problem, received_at))
+                continue
+            assert stored is not None
+            if problem is not None:
+                flagged.append(problem)
+            records.append(
+                LogRecord(
+                    key=stored["anonymousId"] or stored["userId"],
+                    message_id=stored["messageId"],
+                    payload=orjson.dumps(stored),
+                )
+            )
+            record_indexes.append(index)
+        result = self._log.append(records) if records else None
+        if to_store and store_rejections:
+            self._rejected.add(to_store)
+        accepted_indexes = tuple(
+            record_indexes[position]
+            for position, placed in enumerate(result.positions if result else ())
+            if placed is not None
+        )
+        outcome = CollectResult(
+            accepted=result.appended if result else 0,
+            duplicates=result.duplicates if result else 0,
+            rejected=rejected,
+            flagged=flagged,
+            accepted_indexes=accepted_indexes,
+        )
+        self._count(source, outcome)
+        return outcome
+
+    def _prepare(
+        self,
+        index: int,
+        message: Any,
+        source: SourceConfig,
+        received_at: datetime,
+        sent_at: datetime | None,
+        batch_context: dict[str, Any] | None,
+    ) -> tuple[dict[str, Any] | None, EventProblem | None]:
+        """(stored event, None) | (stored event, flag) | (None, rejection)."""
+        raw_id = message.get("messageId") if isinstance(message, dict) else None
+        message_id = raw_id if isinstance(raw_id, str) else None
+        if not isinstance(message, dict):
+            errors = [{"field": "<event>", "reason": "an event must be a JSON object"}]
+            return None, EventProblem(index, None, "invalid", errors)
+        size = len(orjson.dumps(message))
+        if size > self._max_event_bytes:
+            reason = f"the event is {size} bytes; the limit is {self._max_event_bytes}"
+            return None, EventProblem(
+                index, message_id, "too_large", [{"field": "<event>", "reason": reason}]
+            )
+        try:
+            incoming = IncomingEvent.model_validate(message)
+        except ValidationError as error:
+            return None, EventProblem(index, message_id, "invalid", event_errors(error))
+        stored = normalize_event(
+            incoming,
+            source=source.name,
+            received_at=received_at,
+            batch_sent_at=sent_at,
+            batch_context=batch_context,
+        )
+        problem = None
+        if source.tracking_plan_mode != "off":
+            violations = self._plan.violations(stored)
+            if violations:
+                problem = EventProblem(index, stored["messageId"], "tracking_plan", violations)
+                if source.tracking_plan_mode == "enforce":
+                    return None, problem
+                stored["violations"] = [f"{item['field']}: {item['reason']}" for item in violations]
+        self._pii.apply(stored)
+        return stored, problem
+
+    def _rejection(
+        self, source: SourceConfig, message: Any, problem: EventProblem, received_at: datetime
+    ) -> NewRejected:
+        event = message
+        if isinstance(message, dict):
+            event = orjson.loads(orjson.dumps(message))  # a private copy to hash PII in
+            self._pii.apply(event)
+        return NewRejected(
+            source=source.name,
+            message_id=problem.message_id,
+            received_at=isoformat(received_at),
+            reason=problem.reason,
+            errors=problem.errors,
+            event=event,
+        )
+
+    def _count(self, source: SourceConfig, outcome: CollectResult) -> None:
+        if self._metrics is None:
+            return
+        name = source.name
+        if outcome.accepted:
+            self._metrics.events_accepted.labels(name).inc(outcome.accepted)
+        if outcome.duplicates:
+            self._metrics.events_deduplicated.labels(name).inc(outcome.duplicates)
+        if outcome.flagged:
+            self._metrics.events_flagged.labels(name).inc(len(outcome.flagged))
+        for problem in outcome.rejected:
+            self._metrics.events_rejected.labels(name, problem.reason).inc()

@@ -1,0 +1,289 @@
+"""Rejected events: never silently dropped, kept with their reason for review and replay.
+
+The collector stores every event it refuses (invalid, over the size limit, against
+an enforced tracking plan) here, with the errors that explain why and the raw event
+as received, so an operator can fix the plan or the client and replay them.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from touchpoint.core.errors import InvalidInput
+from touchpoint.profiles.store import Page
+
+if TYPE_CHECKING:
+    from touchpoint.core.config import StoreConfig
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_REJECTED_FILE = "rejected.sqlite3"
+MAX_PAGE = 1000
+_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class NewRejected:
+    """A refused event to store: where it came from, why, and the event as received."""
+
+    source: str
+    message_id: str | None
+    received_at: str
+    reason: str
+    errors: list[dict[str, Any]]
+    event: Any
+
+
+@dataclass(frozen=True)
+class RejectedEvent:
+    """A stored rejected event; `id` is assigned by the store and orders them by arrival."""
+
+    id: int
+    source: str
+    message_id: str | None
+    received_at: str
+    reason: str
+    errors: list[dict[str, Any]]
+    event: Any
+
+
+class RejectedStore(abc.ABC):
+    """Where rejected events wait for review and replay."""
+
+    @abc.abstractmethod
+    def add(self, items: Sequence[NewRejected]) -> list[int]:
+        """Store `items` durably; the id of each, in input order.
+
+        Idempotent for a retried batch: an item whose `(source, message_id, reason)` is
+        already stored (and not yet removed by a replay) is not added again, and its
+        existing id is returned. Items without a message id are always added.
+        """
+
+    @abc.abstractmethod
+    def list(
+        self,
+        *,
+        reason: str | None = None,
+        source: str | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> Page[RejectedEvent]:
+        """Stored events, newest first, filtered by reason and source; pass
+        `next_cursor` back for the next page."""
+
+    @abc.abstractmethod
+    def count(self, *, reason: str | None = None, source: str | None = None) -> int:
+        """How many stored events match the filters."""
+
+    @abc.abstractmethod
+    def counts_by_reason(self) -> dict[str, int]:
+        """How many stored events there are per reason (reasons with none are absent)."""
+
+    @abc.abstractmethod
+    def remove(self, ids: Sequence[int]) -> int:
+        """Delete events by id, after a successful replay; how many were deleted."""
+
+    @abc.abstractmethod
+    def erase_message_ids(self, message_ids: Sequence[str]) -> int:
+        """Delete every stored event with one of these message ids (erasure); the count."""
+
+    def close(self) -> None:  # noqa: B027 - optional for backends without resources
+        """Release connections."""
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS rejected (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, message_id TEXT,
+    received_at TEXT NOT NULL, reason TEXT NOT NULL, errors TEXT NOT NULL, event TEXT NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS rejected_once
+    ON rejected (source, message_id, reason) WHERE message_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS rejected_by_reason ON rejected (reason, id);
+CREATE INDEX IF NOT EXISTS rejected_by_source ON rejected (source, id);
+CREATE INDEX IF NOT EXISTS rejected_by_message_id ON rejected (message_id);
+"""
+
+
+def _parse_cursor(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    if not cursor.isdigit():
+        raise InvalidInput("not a cursor from this list", details={"field": "cursor"})
+    return int(cursor)
+
+
+def _where(
+    reason: str | None, source: str | None, *, before: int | None = None
+) -> tuple[str, list[Any]]:
+    """The WHERE clause (with a leading space, or empty) and its parameters."""
+    conditions: list[str] = []
+    params: list[Any] = []
+    for condition, value in (("reason = ?", reason), ("source = ?", source), ("id < ?", before)):
+        if value is not None:
+            conditions.append(condition)
+            params.append(value)
+    return (f" WHERE {' AND '.join(conditions)}" if conditions else ""), params
+
+
+class SqliteRejectedStore(RejectedStore):
+    """Rejected events in one SQLite file (WAL, synchronous FULL).
+
+    One connection behind a lock: rejections are the exception, so simplicity wins
+    over concurrency here. `AUTOINCREMENT` keeps ids from being reused after removal,
+    so a cursor never skips or repeats an event.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._connection = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=5.0
+        )
+        try:
+            self._connection.execute("PRAGMA busy_timeout = 5000")
+            self._connection.execute("PRAGMA journal_mode = WAL")
+            self._connection.execute("PRAGMA synchronous = FULL")
+            self._connection.executescript(_SCHEMA)
+        except BaseException:
+            self._connection.close()
+            raise
+
+    def add(self, items: Sequence[NewRejected]) -> list[int]:
+        """See `RejectedStore.add`; one transaction, so the batch is stored whole or not."""
+        rows = [
+            (
+                item.source,
+                item.message_id,
+                item.received_at,
+                item.reason,
+                json.dumps(item.errors, ensure_ascii=False, default=str),
+                json.dumps(item.event, ensure_ascii=False, default=str),
+            )
+            for item in items
+        ]
+        ids: list[int] = []
+        with self._transaction() as connection:
+            for row in rows:
+                source, message_id, _, reason = row[:4]
+                if message_id is not None:
+                    existing = connection.execute(
+                        "SELECT id FROM rejected "
+                        "WHERE source = ? AND message_id = ? AND reason = ?",
+                        (source, message_id, reason),
+                    ).fetchone()
+                    if existing is not None:
+                        ids.append(int(existing[0]))
+                        continue
+                cursor = connection.execute(
+                    "INSERT INTO rejected (source, message_id, received_at, reason, errors, event) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    row,
+                )
+                ids.append(int(cursor.lastrowid or 0))
+        return ids
+
+    def list(
+        self,
+        *,
+        reason: str | None = None,
+        source: str | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> Page[RejectedEvent]:
+        """See `RejectedStore.list`. The cursor is the id of the last event returned."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise InvalidInput(f"limit must be 1 to {MAX_PAGE}", details={"field": "limit"})
+        where, params = _where(reason, source, before=_parse_cursor(cursor))
+        sql = (
+            "SELECT id, source, message_id, received_at, reason, errors, event FROM rejected"
+            f"{where} ORDER BY id DESC LIMIT ?"
+        )
+        with self._lock:
+            rows = self._connection.execute(sql, (*params, limit + 1)).fetchall()
+        items = [
+            RejectedEvent(
+                id=row[0],
+                source=row[1],
+                message_id=row[2],
+                received_at=row[3],
+                reason=row[4],
+                errors=json.loads(row[5]),
+                event=json.loads(row[6]),
+            )
+            for row in rows[:limit]
+        ]
+        next_cursor = str(items[-1].id) if len(rows) > limit else None
+        return Page(items=items, next_cursor=next_cursor)
+
+    def count(self, *, reason: str | None = None, source: str | None = None) -> int:
+        """See `RejectedStore.count`."""
+        where, params = _where(reason, source)
+        with self._lock:
+            sql = f"SELECT COUNT(*) FROM rejected{where}"
+            return int(self._connection.execute(sql, params).fetchone()[0])
+
+    def counts_by_reason(self) -> dict[str, int]:
+        """See `RejectedStore.counts_by_reason`."""
+        with self._lock:
+            rows = self._connection.execute(
+                "SELECT reason, COUNT(*) FROM rejected GROUP BY reason ORDER BY reason"
+            ).fetchall()
+        return {str(reason): int(count) for reason, count in rows}
+
+    def remove(self, ids: Sequence[int]) -> int:
+        """See `RejectedStore.remove`."""
+        return self._delete("id", list(dict.fromkeys(ids)))
+
+    def erase_message_ids(self, message_ids: Sequence[str]) -> int:
+        """See `RejectedStore.erase_message_ids`."""
+        return self._delete("message_id", list(dict.fromkeys(message_ids)))
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._connection.close()
+
+    def _delete(self, column: str, values: Sequence[Any]) -> int:
+        deleted = 0
+        with self._transaction() as connection:
+            for start in range(0, len(values), _CHUNK):
+                chunk = values[start : start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                sql = f"DELETE FROM rejected WHERE {column} IN ({marks})"
+                deleted += connection.execute(sql, tuple(chunk)).rowcount
+        return deleted
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """Hold the lock for one write transaction: committed on success, else rolled back."""
+        with self._lock:
+            self._connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._connection
+                self._connection.execute("COMMIT")
+            except BaseException:
+                if self._connection.in_transaction:
+                    self._connection.execute("ROLLBACK")
+                raise
+
+
+def build_rejected_store(config: StoreConfig, data_dir: Path) -> RejectedStore:
+    """Open the rejected-events store the configuration names (default
+    `<data_dir>/rejected.sqlite3`), creating its folders if needed."""
+    if config.type == "sqlite":
+        path = (
+            Path(config.path).expanduser()
+            if config.path
+            else Path(data_dir) / DEFAULT_REJECTED_FILE
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return SqliteRejectedStore(path)
+    raise ValueError(f"unknown rejected store type {config.type!r}")  # pragma: no cover

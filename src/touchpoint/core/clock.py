@@ -1,0 +1,70 @@
+"""Time, ids and durations: the few primitives every area shares."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime, timedelta
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    """A random unique id (UUID4 as 32 hex characters)."""
+    return uuid.uuid4().hex
+
+
+def parse_duration(text: str | int | float) -> timedelta:
+    """Parse `30d`, `24h`, `15m`, `10s`, `500ms`, `2w` (a bare number is seconds).
+
+    Raises ValueError with the reason for anything else.
+    """
+    if isinstance(text, bool):
+        raise ValueError("a duration is a number with a unit such as 30d, 24h or 15m")
+    if isinstance(text, int | float):
+        if text < 0:
+            raise ValueError("a duration cannot be negative")
+        return timedelta(seconds=float(text))
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a duration such as 30d, 24h, 15m, 10s or 500ms")
+    return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+
+
+def parse_timestamp(value: object) -> datetime | None:
+    """Parse an ISO-8601 timestamp (or epoch seconds) into aware UTC; None if it is not one."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        try:
+            return datetime.fromtimestamp(float(value), UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    if isinstance(value, str):
+        text = value.strip()
+        if text.endswith("Z"):
+            text = text[:-1] + "+00:00"
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None
+
+
+def isoformat(moment: datetime) -> str:
+    """Canonical text form of a time: UTC, millisecond precision, `Z` suffix.
+
+    Canonical form matters: stored timestamps compare as strings in SQL.
+    """
+    return (
+        moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    )

@@ -1,0 +1,297 @@
+"""The workspace configuration (`touchpoint.yaml`), validated with pydantic.
+
+Every definition a workspace holds is declared here: sources and their keys,
+the tracking plan, identity rules, computed features, segments and the stores.
+Validation errors name the path of the offending value (`touchpoint config
+validate`). Conditions are checked by compiling them, so a bad one is refused
+at load time with its path, never at the first event.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from touchpoint.core.clock import parse_duration
+from touchpoint.core.errors import DefinitionError
+
+DEFAULT_DATA_DIR = "./touchpoint-data"
+DEFAULT_SOURCE = "default"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_duration(value: str) -> str:
+    parse_duration(value)
+    return value
+
+
+class SourceConfig(_Model):
+    """A source of events (a website, an app, a server) and its public write key."""
+
+    name: str
+    write_key: str = Field(min_length=8)
+    tracking_plan_mode: Literal["enforce", "flag", "off"] = "flag"
+    allow_client_decisions: bool = False
+
+
+class PlannedEvent(_Model):
+    """One event of the tracking plan: JSON Schema for its properties (or traits)."""
+
+    description: str = ""
+    properties: dict[str, Any] = Field(
+        default_factory=dict,
+        description="JSON Schema of `properties` (track/page/screen) or `traits` (identify).",
+    )
+
+
+class TrackingPlanConfig(_Model):
+    """Declared events. `allow_unplanned`: whether events not listed are violations."""
+
+    allow_unplanned: bool = True
+    events: dict[str, PlannedEvent] = Field(default_factory=dict)
+    identify_traits: dict[str, Any] | None = Field(
+        default=None, description="JSON Schema of identify traits, if the plan declares them."
+    )
+
+
+class IdentityKind(_Model):
+    """A kind of identifier that resolves to a profile.
+
+    `source` says where an event carries it: `user_id`, `anonymous_id`, or
+    `traits.<name>` / `properties.<name>` / `context.traits.<name>`.
+    `limit`: the most distinct values of this kind one profile may hold; a merge
+    that would exceed it does not happen. `priority`: lower resolves first.
+    """
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    source: str
+    priority: int = 100
+    limit: int | None = Field(default=None, ge=1)
+    pii: bool = False
+    normalize: Literal["none", "lower", "email", "phone"] = "none"
+
+
+def _default_identity_kinds() -> list[IdentityKind]:
+    return [
+        IdentityKind(name="user_id", source="user_id", priority=1, limit=1),
+        IdentityKind(
+            name="email", source="traits.email", priority=2, limit=None, pii=True, normalize="email"
+        ),
+        IdentityKind(name="anonymous_id", source="anonymous_id", priority=10, limit=None),
+    ]
+
+
+class IdentityConfig(_Model):
+    """Identity resolution rules: the kinds, the values never trusted, the hash secret."""
+
+    kinds: list[IdentityKind] = Field(default_factory=_default_identity_kinds)
+    blocked_values: list[str] = Field(
+        default_factory=lambda: [
+            "",
+            "undefined",
+            "null",
+            "none",
+            "nil",
+            "0",
+            "-1",
+            "unknown",
+            "anonymous",
+        ]
+    )
+    hash_secret: str | None = Field(
+        default=None,
+        description="HMAC key for PII identities (TOUCHPOINT_HASH_SECRET, else generated).",
+    )
+
+    @model_validator(mode="after")
+    def _unique_kinds(self) -> IdentityConfig:
+        names = [kind.name for kind in self.kinds]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"identity kinds must be unique, repeated: {', '.join(duplicates)}")
+        return self
+
+
+FeatureType = Literal["count", "sum", "last", "last_distinct", "first_time", "last_time", "cart"]
+
+
+class FeatureConfig(_Model):
+    """A computed feature the stream processor keeps on every profile.
+
+    - `count`: events named `event` (in `window`, if set);
+    - `sum`: sum of `property` over such events (in `window`, if set);
+    - `last`: the latest value of `property` (by event timestamp);
+    - `last_distinct`: the last `n` distinct values of `property`, newest first;
+    - `first_time` / `last_time`: when the event first / last happened;
+    - `cart`: cart contents from `Product Added` / `Product Removed` / `Order Completed`.
+    `where` filters the events with a condition over the event (`properties.x`).
+    """
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    type: FeatureType
+    event: str | list[str] | None = None
+    property: str | None = None
+    window: str | None = None
+    n: int = Field(default=10, ge=1, le=1000)
+    where: Any = None
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: str | None) -> str | None:
+        return None if value is None else _check_duration(value)
+
+    @model_validator(mode="after")
+    def _needs(self) -> FeatureConfig:
+        if self.type != "cart" and not self.event:
+            raise ValueError(f"a {self.type} feature needs `event`")
+        if self.type in ("sum", "last", "last_distinct") and not self.property:
+            raise ValueError(f"a {self.type} feature needs `property`")
+        if self.window and self.type not in ("count", "sum"):
+            raise ValueError("`window` applies to count and sum features only")
+        return self
+
+
+class SegmentConfig(_Model):
+    """A real-time segment: profiles for which `condition` holds."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    description: str = ""
+    condition: Any
+
+
+class LogConfig(_Model):
+    """The event log backend."""
+
+    type: Literal["sqlite"] = "sqlite"
+    partitions: int = Field(default=8, ge=1, le=1024)
+    path: str | None = Field(default=None, description="Defaults to <data_dir>/log.sqlite3.")
+    synchronous: Literal["full", "normal"] = "full"
+
+
+class StoreConfig(_Model):
+    """A state store backend (profiles, rejected events)."""
+
+    type: Literal["sqlite"] = "sqlite"
+    path: str | None = None
+
+
+class CollectConfig(_Model):
+    """Collection limits and dedup."""
+
+    dedup_window: str = "24h"
+    max_event_bytes: int = 32 * 1024
+    max_batch_bytes: int = 500 * 1024
+
+    @field_validator("dedup_window")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        return _check_duration(value)
+
+
+class TouchpointConfig(_Model):
+    """A whole workspace."""
+
+    workspace: str = "default"
+    secret_key: str | None = Field(default=None, min_length=16)
+    sources: list[SourceConfig] = Field(default_factory=list)
+    tracking_plan: TrackingPlanConfig = Field(default_factory=TrackingPlanConfig)
+    identity: IdentityConfig = Field(default_factory=IdentityConfig)
+    features: list[FeatureConfig] = Field(default_factory=list)
+    segments: list[SegmentConfig] = Field(default_factory=list)
+    collect: CollectConfig = Field(default_factory=CollectConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
+    profiles: StoreConfig = Field(default_factory=StoreConfig)
+    rejected: StoreConfig = Field(default_factory=StoreConfig)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> TouchpointConfig:
+        for label, names in (
+            ("sources", [source.name for source in self.sources]),
+            ("features", [feature.name for feature in self.features]),
+            ("segments", [segment.name for segment in self.segments]),
+        ):
+            repeated = sorted({name for name in names if names.count(name) > 1})
+            if repeated:
+                raise ValueError(f"{label}: names must be unique, repeated: {', '.join(repeated)}")
+        keys = [source.write_key for source in self.sources]
+        if len(set(keys)) != len(keys):
+            raise ValueError("sources: write keys must be unique")
+        return self
+
+    def source_by_key(self, write_key: str) -> SourceConfig | None:
+        for source in self.sources:
+            if secrets.compare_digest(source.write_key, write_key):
+                return source
+        return None
+
+
+def _format_location(location: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in location:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def parse_config(data: dict[str, Any] | None) -> TouchpointConfig:
+    """Validate a configuration mapping; raise DefinitionError naming the first bad path."""
+    try:
+        config = TouchpointConfig.model_validate(data or {})
+    except ValidationError as error:
+        first = error.errors()[0]
+        location = tuple(part for part in first["loc"] if not str(part).startswith("function-"))
+        raise DefinitionError(_format_location(location), first["msg"]) from None
+    _compile_conditions(config)
+    return config
+
+
+def _compile_conditions(config: TouchpointConfig) -> None:
+    """Compile every condition once so a bad one is refused at load, with its path."""
+    from touchpoint.core.conditions import compile_condition
+
+    for index, segment in enumerate(config.segments):
+        compile_condition(segment.condition, path=f"segments[{index}].condition")
+    for index, feature in enumerate(config.features):
+        if feature.where is not None:
+            compile_condition(feature.where, path=f"features[{index}].where")
+
+
+def load_config_file(path: str | Path) -> TouchpointConfig:
+    """Read and validate a `touchpoint.yaml`."""
+    text = Path(path).read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise DefinitionError("<file>", f"not valid YAML: {error}") from None
+    if data is not None and not isinstance(data, dict):
+        raise DefinitionError("<root>", "the configuration must be a mapping")
+    return parse_config(data)
+
+
+def apply_environment(
+    config: TouchpointConfig, environ: dict[str, str] | None = None
+) -> TouchpointConfig:
+    """Apply TOUCHPOINT_WRITE_KEY / TOUCHPOINT_SECRET_KEY / TOUCHPOINT_HASH_SECRET overrides."""
+    env = os.environ if environ is None else environ
+    data = config.model_dump()
+    if env.get("TOUCHPOINT_SECRET_KEY"):
+        data["secret_key"] = env["TOUCHPOINT_SECRET_KEY"]
+    if env.get("TOUCHPOINT_HASH_SECRET"):
+        data["identity"]["hash_secret"] = env["TOUCHPOINT_HASH_SECRET"]
+    write_key = env.get("TOUCHPOINT_WRITE_KEY")
+    if write_key:
+        if data["sources"]:
+            data["sources"][0]["write_key"] = write_key
+        else:
+            data["sources"] = [{"name": DEFAULT_SOURCE, "write_key": write_key}]
+    return parse_config(data)

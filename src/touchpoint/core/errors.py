@@ -1,0 +1,92 @@
+"""Domain errors with a stable code and HTTP status.
+
+Every area raises these; the API turns them into JSON responses in one handler,
+so a route never builds an error body by hand.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class TouchpointError(Exception):
+    """Base of every error Touchpoint reports to a caller."""
+
+    code: str = "error"
+    status: int = 400
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        body.update(self.details)
+        return body
+
+
+class BadRequest(TouchpointError):
+    """The request cannot be understood (malformed JSON, bad gzip, wrong shape)."""
+
+    code = "bad_request"
+    status = 400
+
+
+class Unauthorized(TouchpointError):
+    """No key, or a key this workspace does not know."""
+
+    code = "unauthorized"
+    status = 401
+
+
+class Forbidden(TouchpointError):
+    """A known key without the right for this call (a write key on an admin route)."""
+
+    code = "forbidden"
+    status = 403
+
+
+class NotFound(TouchpointError):
+    """The named resource does not exist."""
+
+    code = "not_found"
+    status = 404
+
+
+class PayloadTooLarge(TouchpointError):
+    """A body or an event over its size limit."""
+
+    code = "payload_too_large"
+    status = 413
+
+
+class InvalidInput(TouchpointError):
+    """Well-formed input that breaks a rule; names the field and the reason."""
+
+    code = "invalid"
+    status = 422
+
+
+class Unavailable(TouchpointError):
+    """A store cannot take the write now; the caller should retry later."""
+
+    code = "unavailable"
+    status = 503
+
+    def __init__(self, message: str, *, retry_after: int = 1, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class DefinitionError(TouchpointError):
+    """A definition (config, condition, template) is invalid at `path`."""
+
+    code = "invalid_definition"
+    status = 422
+
+    def __init__(self, path: str, reason: str) -> None:
+        where = path or "<root>"
+        super().__init__(f"{where}: {reason}", details={"path": where, "reason": reason})
+        self.path = where
+        self.reason = reason

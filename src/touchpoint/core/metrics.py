@@ -1,0 +1,47 @@
+"""Prometheus metrics, one registry per running workspace (never the global one),
+so several apps in one test process do not collide."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    """The counters and histograms the areas update; gauges are read at scrape time by
+    collectors the runtime registers (log lag, processor counters)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.events_accepted = Counter(
+            "touchpoint_events_accepted",
+            "Events durably appended to the log.",
+            ["source"],
+            registry=self.registry,
+        )
+        self.events_rejected = Counter(
+            "touchpoint_events_rejected",
+            "Events refused and kept in the rejected store.",
+            ["source", "reason"],
+            registry=self.registry,
+        )
+        self.events_deduplicated = Counter(
+            "touchpoint_events_deduplicated",
+            "Events dropped because their messageId was already logged in the dedup window.",
+            ["source"],
+            registry=self.registry,
+        )
+        self.events_flagged = Counter(
+            "touchpoint_events_flagged",
+            "Events accepted with tracking-plan violations (flag mode).",
+            ["source"],
+            registry=self.registry,
+        )
+        self.request_latency = Histogram(
+            "touchpoint_http_request_duration_seconds",
+            "HTTP request latency by route.",
+            ["method", "route", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )

@@ -1,0 +1,116 @@
+"""The durable event log: one interface, several backends.
+
+The log is shaped like Kafka's model so that SQLite (embedded), Redis Streams
+and Kafka backends all fit it without change:
+
+- a record carries a routing key (the person); the key picks the partition, so
+  every record of one key is read in order by whichever consumer owns that
+  partition;
+- offsets are integers, strictly increasing within a partition (not necessarily
+  contiguous);
+- consumers read a partition from an offset and commit their position per
+  consumer group (the committed position is the next offset to read);
+- `append` is durable when it returns and deduplicates atomically on the
+  record's `message_id` within a window, so a retried batch changes nothing and
+  a crash between "check" and "write" cannot lose or double an event.
+"""
+
+from __future__ import annotations
+
+import abc
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    """A record to append. `payload` is the JSON-encoded event."""
+
+    key: str
+    message_id: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """A record as read back, with its place in the log."""
+
+    partition: int
+    offset: int
+    key: str
+    message_id: str
+    payload: bytes
+    appended_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """Per appended record, its `(partition, offset)`, or None if it was a duplicate."""
+
+    positions: tuple[tuple[int, int] | None, ...]
+
+    @property
+    def appended(self) -> int:
+        return sum(1 for position in self.positions if position is not None)
+
+    @property
+    def duplicates(self) -> int:
+        return sum(1 for position in self.positions if position is None)
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """The partition of a routing key: a stable hash (CRC-32), the same in every process."""
+    return zlib.crc32(key.encode("utf-8")) % partitions
+
+
+class EventLog(abc.ABC):
+    """A durable, append-only, partitioned log of events."""
+
+    partitions: int
+
+    def partition_for(self, key: str) -> int:
+        return partition_for(key, self.partitions)
+
+    @abc.abstractmethod
+    def append(self, records: Sequence[LogRecord]) -> AppendResult:
+        """Durably append, skipping records whose `message_id` was appended within the
+        dedup window (or earlier in the same call). Safe to call from many threads."""
+
+    @abc.abstractmethod
+    def read(self, partition: int, from_offset: int, limit: int = 500) -> list[LogEntry]:
+        """Entries of `partition` with offset >= `from_offset`, in offset order."""
+
+    @abc.abstractmethod
+    def end_offset(self, partition: int) -> int:
+        """The offset the next appended record of `partition` will have at least."""
+
+    @abc.abstractmethod
+    def commit(self, group: str, partition: int, offset: int) -> None:
+        """Record that `group` has processed `partition` up to (not including) `offset`."""
+
+    @abc.abstractmethod
+    def committed(self, group: str, partition: int) -> int:
+        """The next offset `group` should read in `partition` (0 when it never committed)."""
+
+    def lag(self, group: str) -> dict[int, int]:
+        """Per partition, how many offsets `group` is behind the end (an upper bound)."""
+        return {
+            partition: max(0, self.end_offset(partition) - self.committed(group, partition))
+            for partition in range(self.partitions)
+        }
+
+    @abc.abstractmethod
+    def wait_for_append(self, timeout: float) -> bool:
+        """Block until something may have been appended, or `timeout` seconds pass.
+
+        A hint, not a guarantee: readers must still read to find out. Lets an
+        in-process consumer react within milliseconds without busy polling.
+        """
+
+    @abc.abstractmethod
+    def count(self) -> int:
+        """How many records the log holds (for metrics and tests)."""
+
+    def close(self) -> None:  # noqa: B027 - optional for backends without resources
+        """Release connections and threads."""

@@ -1,0 +1,147 @@
+"""The profile store and identity graph: one interface, several backends.
+
+Reads are plain methods. Writes happen inside `transaction()`: the stream
+processor resolves identities, merges, applies an event and records segment
+changes in one unit, so a crash never leaves a half-applied update. Identity
+resolution and merge rules live above this interface (profiles.identity), so
+every backend shares them; a backend only stores.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from touchpoint.profiles.model import Identity, MergeRecord, Profile
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEvent:
+    """An event as applied to a profile."""
+
+    message_id: str
+    timestamp: str
+    type: str
+    name: str | None
+    event: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentChange:
+    """A profile entered or left a segment."""
+
+    segment: str
+    profile_id: str
+    change: str  # "enter" | "exit"
+    at: str
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """A page of results; pass `next_cursor` back to get the next one (None at the end)."""
+
+    items: list[T]
+    next_cursor: str | None
+
+
+class ProfileWriter(abc.ABC):
+    """Write verbs, valid only inside `ProfileStore.transaction()`."""
+
+    @abc.abstractmethod
+    def find_many(self, identities: Sequence[Identity]) -> dict[Identity, str]:
+        """The profile id of each identity the graph knows (unknown ones are absent)."""
+
+    @abc.abstractmethod
+    def load(self, profile_id: str) -> Profile | None:
+        """The profile with its identities and segment memberships."""
+
+    @abc.abstractmethod
+    def create(self, profile: Profile) -> None:
+        """Insert a new profile (its identities are linked separately)."""
+
+    @abc.abstractmethod
+    def save(self, profile: Profile) -> None:
+        """Store the profile document (traits, features, consent, times)."""
+
+    @abc.abstractmethod
+    def link(self, profile_id: str, identity: Identity, *, message_id: str, at: str) -> None:
+        """Attach an identity to a profile, recording which message linked it and when."""
+
+    @abc.abstractmethod
+    def merge(
+        self, survivor_id: str, merged_id: str, *, identity: Identity, message_id: str, at: str
+    ) -> None:
+        """Fold `merged_id` into `survivor_id`: move identities, timeline and memberships,
+        delete the merged profile, keep a redirect from its id and record the lineage.
+        The caller recomputes and saves the survivor's document."""
+
+    @abc.abstractmethod
+    def record_event(self, profile_id: str, event: TimelineEvent) -> bool:
+        """Add an event to the profile's timeline; False if this message id was already
+        applied (to any profile), which makes replay idempotent."""
+
+    @abc.abstractmethod
+    def timeline(self, profile_id: str) -> Iterator[TimelineEvent]:
+        """Every event of the profile, oldest first by event timestamp (for recompute)."""
+
+    @abc.abstractmethod
+    def set_segment(self, profile_id: str, segment: str, *, member: bool, at: str) -> None:
+        """Record entering (member=True) or leaving a segment, with the change log."""
+
+
+class ProfileStore(abc.ABC):
+    """Profiles, the identity graph, timelines and segment memberships."""
+
+    @abc.abstractmethod
+    def transaction(self) -> AbstractContextManager[ProfileWriter]:
+        """A unit of work: committed when the block ends, rolled back on an exception."""
+
+    @abc.abstractmethod
+    def find(self, identity: Identity) -> str | None:
+        """The profile id an identity resolves to."""
+
+    @abc.abstractmethod
+    def get(self, profile_id: str) -> Profile | None:
+        """A profile by id; an id merged away resolves to its survivor."""
+
+    @abc.abstractmethod
+    def events(
+        self, profile_id: str, *, cursor: str | None = None, limit: int = 50
+    ) -> Page[TimelineEvent]:
+        """The profile's timeline, newest first."""
+
+    @abc.abstractmethod
+    def lineage(self, profile_id: str) -> list[MergeRecord]:
+        """Every merge that built this profile, oldest first."""
+
+    @abc.abstractmethod
+    def segment_members(
+        self, segment: str, *, cursor: str | None = None, limit: int = 100
+    ) -> Page[tuple[str, str]]:
+        """`(profile_id, entered_at)` of the segment's current members."""
+
+    @abc.abstractmethod
+    def segment_sizes(self) -> dict[str, int]:
+        """Current member count of every segment that has members."""
+
+    @abc.abstractmethod
+    def segment_changes(
+        self, *, since_id: int = 0, limit: int = 1000
+    ) -> list[tuple[int, SegmentChange]]:
+        """The enter/exit log in order, with increasing ids (for journeys and audits)."""
+
+    @abc.abstractmethod
+    def profile_ids(self, *, cursor: str | None = None, limit: int = 1000) -> Page[str]:
+        """Every profile id, in a stable order (for sweeps such as time-based segments)."""
+
+    @abc.abstractmethod
+    def count(self) -> int:
+        """How many profiles exist."""
+
+    def close(self) -> None:  # noqa: B027 - optional for backends without resources
+        """Release connections."""

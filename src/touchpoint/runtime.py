@@ -1,0 +1,79 @@
+"""The running workspace: every store and service of one process, opened from
+settings and closed once. The HTTP app, the worker and the CLI all build on it,
+so the wiring of backends lives in one place."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from touchpoint.collect.ingest import Collector
+from touchpoint.collect.pii import IdentityHasher
+from touchpoint.collect.rejected import RejectedStore, build_rejected_store
+from touchpoint.core.metrics import Metrics
+from touchpoint.core.settings import Settings
+from touchpoint.log import build_event_log
+from touchpoint.log.base import EventLog
+from touchpoint.profiles import build_profile_store
+from touchpoint.profiles.identity import IdentityResolver
+from touchpoint.profiles.store import ProfileStore
+from touchpoint.runtime_metrics import WorkspaceCollector
+from touchpoint.segments.realtime import SegmentEvaluator
+from touchpoint.stream.features import FeatureEngine
+from touchpoint.stream.processor import StreamProcessor
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Workspace:
+    """One process's view of a workspace."""
+
+    settings: Settings
+    metrics: Metrics
+    log: EventLog
+    rejected: RejectedStore
+    profiles: ProfileStore
+    hasher: IdentityHasher
+    collector: Collector
+    resolver: IdentityResolver
+    features: FeatureEngine
+    segments: SegmentEvaluator
+    processor: StreamProcessor
+
+    @classmethod
+    def open(cls, settings: Settings, *, metrics: Metrics | None = None) -> Workspace:
+        """Open (creating if needed) every store under the settings' data directory."""
+        config = settings.config
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        metrics = metrics or Metrics()
+        log = build_event_log(
+            config.log, settings.data_dir, dedup_window=config.collect.dedup_window
+        )
+        rejected = build_rejected_store(config.rejected, settings.data_dir)
+        profiles = build_profile_store(config.profiles, settings.data_dir)
+        hasher = IdentityHasher(settings.hash_secret)
+        collector = Collector(config, log, rejected, hasher, metrics=metrics)
+        processor = StreamProcessor(config, log, profiles)
+        workspace = cls(
+            settings=settings,
+            metrics=metrics,
+            log=log,
+            rejected=rejected,
+            profiles=profiles,
+            hasher=hasher,
+            collector=collector,
+            resolver=IdentityResolver(config.identity),
+            features=FeatureEngine(config.features),
+            segments=SegmentEvaluator(config.segments),
+            processor=processor,
+        )
+        metrics.registry.register(WorkspaceCollector(workspace))
+        return workspace
+
+    def close(self) -> None:
+        """Stop the processor if it runs, then close the stores (the log flushes first)."""
+        self.processor.stop()
+        self.log.close()
+        self.rejected.close()
+        self.profiles.close()

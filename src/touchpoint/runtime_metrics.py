@@ -1,0 +1,55 @@
+"""Gauges read at scrape time from the running workspace (log lag, processor counters)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from touchpoint.runtime import Workspace
+
+
+class WorkspaceCollector(Collector):
+    """Exposes what the stores and the processor know, computed when Prometheus asks."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self._workspace = workspace
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        workspace = self._workspace
+        processor = workspace.processor
+        lag = GaugeMetricFamily(
+            "touchpoint_log_lag",
+            "Offsets the processor is behind, per partition.",
+            labels=["partition"],
+        )
+        for partition, behind in sorted(workspace.log.lag(processor.group).items()):
+            lag.add_metric([str(partition)], behind)
+        yield lag
+        counters = CounterMetricFamily(
+            "touchpoint_processor_events",
+            "Events seen by this process's stream processor.",
+            labels=["outcome"],
+        )
+        for outcome in ("processed", "duplicates", "skipped_no_identity", "failed"):
+            counters.add_metric([outcome], getattr(processor, outcome))
+        yield counters
+        yield CounterMetricFamily(
+            "touchpoint_profile_merges",
+            "Profiles merged by identity resolution.",
+            value=processor.merges,
+        )
+        yield CounterMetricFamily(
+            "touchpoint_segment_changes",
+            "Segment enters and exits recorded.",
+            value=processor.segment_changes,
+        )
+        rejected = GaugeMetricFamily(
+            "touchpoint_rejected_stored", "Events held in the rejected store.", labels=["reason"]
+        )
+        for reason, count in sorted(workspace.rejected.counts_by_reason().items()):
+            rejected.add_metric([reason], count)
+        yield rejected

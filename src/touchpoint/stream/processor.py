@@ -1,0 +1,407 @@
+"""The stream processor: turns the event log into profiles, features and segment changes.
+
+For each owned partition it reads from the committed offset, applies a batch of
+events in ONE profile-store transaction, and only then commits the new log
+position. A crash between the two re-applies the batch on restart, which changes
+nothing: `record_event` refuses a message id already on a timeline. That is what
+makes replay from any committed offset idempotent, and what lets the SQLite
+profile store run with `synchronous=NORMAL`.
+
+Within a batch a person's profile is loaded and saved once, however many events
+they sent; segments are re-evaluated once per changed profile, at the end.
+An event that raises is isolated (the batch is re-run one event per transaction),
+logged and skipped, so one poison event never blocks its partition. A store that
+cannot take writes (`Unavailable`) is different: nothing is skipped, the batch is
+retried later.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from touchpoint.core.clock import isoformat, utcnow
+from touchpoint.core.config import TouchpointConfig
+from touchpoint.core.errors import Unavailable
+from touchpoint.log.base import EventLog, LogEntry
+from touchpoint.profiles.identity import IdentityResolver
+from touchpoint.profiles.model import Profile
+from touchpoint.profiles.store import ProfileStore, ProfileWriter, TimelineEvent
+from touchpoint.profiles.view import profile_document
+from touchpoint.segments.realtime import SegmentEvaluator
+from touchpoint.stream.features import FeatureEngine, event_time
+
+logger = logging.getLogger(__name__)
+
+CONSENT_EVENT = "Consent Updated"
+_NOT_TRAITS = frozenset({"consent"})
+
+
+@dataclass(slots=True)
+class _Counts:
+    processed: int = 0
+    skipped_no_identity: int = 0
+    duplicates: int = 0
+    merges: int = 0
+    segment_changes: int = 0
+
+
+@dataclass(slots=True)
+class _Batch:
+    """One transaction's working set: loaded profiles and what must happen to them at the end."""
+
+    writer: ProfileWriter
+    profiles: dict[str, Profile] = field(default_factory=dict)
+    dirty: dict[str, None] = field(default_factory=dict)  # insertion-ordered set
+    recompute_features: set[str] = field(default_factory=set)
+    recompute_all: set[str] = field(default_factory=set)
+    counts: _Counts = field(default_factory=_Counts)
+
+    def profile(self, profile_id: str) -> Profile:
+        profile = self.profiles.get(profile_id)
+        if profile is None:
+            profile = self.writer.load(profile_id)
+            if profile is None:
+                raise LookupError(f"profile {profile_id} vanished inside its transaction")
+            self.profiles[profile_id] = profile
+        return profile
+
+
+def apply_profile_fields(
+    profile: Profile, event: Mapping[str, Any], moment: str, hidden_traits: frozenset[str]
+) -> None:
+    """Fold one event's seen times, traits and consent into `profile`.
+
+    Traits come from identify `traits` and any event's `context.traits`; per key the latest
+    event timestamp wins, whatever the arrival order (`trait_times`). `hidden_traits` (PII
+    identity traits, which live hashed in identities) and `consent` are never stored as
+    traits. Consent comes from identify `traits.consent` or a `Consent Updated` track's
+    `properties.consent` ({purpose: bool}), latest per purpose (`consent_times`).
+    """
+    if profile.first_seen is None or moment < profile.first_seen:
+        profile.first_seen = moment
+    if profile.last_seen is None or moment > profile.last_seen:
+        profile.last_seen = moment
+    if profile.last_event_at is None or moment > profile.last_event_at:
+        profile.last_event_at = moment
+    event_type = event.get("type")
+    context = event.get("context")
+    context_traits = context.get("traits") if isinstance(context, dict) else None
+    own_traits = event.get("traits") if event_type == "identify" else None
+    times = profile.trait_times
+    for source in (context_traits, own_traits):
+        if not isinstance(source, dict):
+            continue
+        for key, value in source.items():
+            if key in hidden_traits or key in _NOT_TRAITS:
+                continue
+            if moment >= times.get(key, ""):
+                profile.traits[key] = value
+                times[key] = moment
+    consent: Any = None
+    if isinstance(own_traits, dict):
+        consent = own_traits.get("consent")
+    elif event_type == "track" and event.get("event") == CONSENT_EVENT:
+        properties = event.get("properties")
+        consent = properties.get("consent") if isinstance(properties, dict) else None
+    if isinstance(consent, dict):
+        for purpose, allowed in consent.items():
+            if isinstance(allowed, bool) and moment >= profile.consent_times.get(purpose, ""):
+                profile.consent[purpose] = allowed
+                profile.consent_times[purpose] = moment
+
+
+def _event_name(event: Mapping[str, Any]) -> str | None:
+    key = "event" if event.get("type") == "track" else "name"
+    name = event.get(key)
+    return name if isinstance(name, str) else None
+
+
+class StreamProcessor:
+    """Consumes the event log for one consumer group and keeps the profile store current.
+
+    Counters (plain numbers, for metrics): `processed` (events applied), `skipped_no_identity`,
+    `duplicates` (already applied: replays), `merges`, `failed` (poison events skipped),
+    `segment_changes`, and `last_applied_at` (epoch seconds of the last committed batch, 0.0
+    before the first). `clock` gives "now" for windowed features, segment evaluation and
+    `entered_at`. `segment_refresh_seconds`: how often `run_forever` sweeps time-dependent
+    segments.
+    """
+
+    def __init__(
+        self,
+        config: TouchpointConfig,
+        log: EventLog,
+        store: ProfileStore,
+        *,
+        group: str = "profiles",
+        partitions: Sequence[int] | None = None,
+        segment_refresh_seconds: float = 300.0,
+        idle_wait_seconds: float = 0.25,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.config = config
+        self.log = log
+        self.store = store
+        self.group = group
+        self.partitions: tuple[int, ...] = tuple(
+            range(log.partitions) if partitions is None else partitions
+        )
+        for partition in self.partitions:
+            if not 0 <= partition < log.partitions:
+                raise ValueError(
+                    f"partition {partition} is not in the log (0..{log.partitions - 1})"
+                )
+        self.resolver = IdentityResolver(config.identity)
+        self.engine = FeatureEngine(config.features)
+        self.segments = SegmentEvaluator(
+            config.segments, time_dependent_features=self.engine.time_dependent
+        )
+        self.segment_refresh_seconds = segment_refresh_seconds
+        self.idle_wait_seconds = idle_wait_seconds
+        self._clock = clock
+        self._hidden_traits = self.resolver.pii_traits
+        self._order_sensitive = self.engine.order_sensitive()
+        self._run_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stop_event: threading.Event | None = None
+        self._running = False
+        self.processed = 0
+        self.skipped_no_identity = 0
+        self.duplicates = 0
+        self.merges = 0
+        self.failed = 0
+        self.segment_changes = 0
+        self.last_applied_at = 0.0
+
+    # -- consuming ----------------------------------------------------------------------------
+
+    def run_once(self, max_records: int = 1000) -> int:
+        """Process up to `max_records` entries of each owned partition; the number handled.
+
+        Every entry handled is past the committed position afterwards: applied, a replay,
+        without identity, or a poison event that was skipped and logged.
+        """
+        with self._run_lock:
+            return sum(self._run_partition(partition, max_records) for partition in self.partitions)
+
+    def _run_partition(self, partition: int, max_records: int) -> int:
+        entries = self.log.read(partition, self.log.committed(self.group, partition), max_records)
+        if not entries:
+            return 0
+        try:
+            self._add(self._apply_batch(entries))
+        except Unavailable:
+            raise
+        except Exception:
+            logger.warning(
+                "a batch of partition %d failed; re-running it one event at a time",
+                partition,
+                exc_info=True,
+            )
+            for entry in entries:
+                self._apply_alone(entry)
+        self.log.commit(self.group, partition, entries[-1].offset + 1)
+        self.last_applied_at = time.time()
+        return len(entries)
+
+    def _apply_alone(self, entry: LogEntry) -> None:
+        try:
+            self._add(self._apply_batch([entry]))
+        except Unavailable:
+            raise
+        except Exception as error:
+            self.failed += 1
+            logger.error(
+                "skipped a poison event: message %s, partition %d, offset %d, %s",
+                entry.message_id,
+                entry.partition,
+                entry.offset,
+                type(error).__name__,
+                exc_info=logger.isEnabledFor(logging.DEBUG),
+            )
+
+    def _add(self, counts: _Counts) -> None:
+        self.processed += counts.processed
+        self.skipped_no_identity += counts.skipped_no_identity
+        self.duplicates += counts.duplicates
+        self.merges += counts.merges
+        self.segment_changes += counts.segment_changes
+
+    def _apply_batch(self, entries: Iterable[LogEntry]) -> _Counts:
+        """Apply entries in one transaction; the counts are only valid if it committed."""
+        with self.store.transaction() as writer:
+            batch = _Batch(writer)
+            for entry in entries:
+                self._apply_entry(batch, entry)
+            self._finish(batch)
+        return batch.counts
+
+    def _apply_entry(self, batch: _Batch, entry: LogEntry) -> None:
+        event = orjson.loads(entry.payload)
+        if not isinstance(event, dict):
+            raise ValueError("a stored event must be a JSON object")
+        identities = self.resolver.extract(event)
+        previous = self.resolver.previous_identities(event)
+        if not identities and not previous:
+            batch.counts.skipped_no_identity += 1
+            return
+        moment = event_time(event) or isoformat(datetime.fromtimestamp(entry.appended_at, UTC))
+        received = event.get("receivedAt")
+        message_id = event.get("messageId") or entry.message_id
+        resolution = self.resolver.resolve(
+            batch.writer,
+            identities,
+            message_id=message_id,
+            at=received if isinstance(received, str) and received else moment,
+            previous=previous,
+            cache=batch.profiles,
+        )
+        profile_id = resolution.profile_id
+        if resolution.skipped:
+            logger.debug("message %s: identities skipped %s", message_id, resolution.skipped)
+        if resolution.merged:
+            batch.counts.merges += len(resolution.merged)
+            for merged_id in resolution.merged:
+                batch.dirty.pop(merged_id, None)
+                batch.recompute_features.discard(merged_id)
+                batch.recompute_all.discard(merged_id)
+            batch.recompute_all.add(profile_id)
+            batch.dirty[profile_id] = None
+        timeline_event = TimelineEvent(
+            message_id=message_id,
+            timestamp=moment,
+            type=str(event.get("type")),
+            name=_event_name(event),
+            event=event,
+        )
+        if not batch.writer.record_event(profile_id, timeline_event):
+            batch.counts.duplicates += 1
+            return
+        batch.counts.processed += 1
+        profile = batch.profile(profile_id)
+        batch.dirty[profile_id] = None
+        if profile_id in batch.recompute_all:
+            return  # rebuilt from the whole timeline at the end of the batch
+        late = profile.last_event_at is not None and moment < profile.last_event_at
+        apply_profile_fields(profile, event, moment, self._hidden_traits)
+        if late and self._order_sensitive:
+            batch.recompute_features.add(profile_id)
+        elif profile_id not in batch.recompute_features:
+            self.engine.apply(profile.features, event)
+
+    def _finish(self, batch: _Batch) -> None:
+        """Recompute what must be, re-evaluate segments and save every changed profile."""
+        now = self._clock()
+        evaluate = bool(self.segments.names)
+        for profile_id in batch.dirty:
+            profile = batch.profiles[profile_id]
+            if profile_id in batch.recompute_all:
+                self._rebuild(profile, batch.writer)
+            elif profile_id in batch.recompute_features:
+                events = [item.event for item in batch.writer.timeline(profile_id)]
+                profile.features = self.engine.recompute(events)
+            if evaluate:
+                document = profile_document(profile, self.engine, now)
+                batch.counts.segment_changes += self.segments.update_memberships(
+                    batch.writer, profile, document, now
+                )
+            batch.writer.save(profile)
+
+    def _rebuild(self, profile: Profile, writer: ProfileWriter) -> None:
+        """Everything the timeline determines, from scratch (after a merge)."""
+        profile.first_seen = profile.last_seen = profile.last_event_at = None
+        profile.traits, profile.trait_times = {}, {}
+        profile.consent, profile.consent_times = {}, {}
+        events = []
+        for item in writer.timeline(profile.profile_id):
+            apply_profile_fields(profile, item.event, item.timestamp, self._hidden_traits)
+            events.append(item.event)
+        profile.features = self.engine.recompute(events)
+
+    def refresh_segments(self, now: datetime | None = None) -> int:
+        """Sweep time-dependent segments now (what `run_forever` does periodically)."""
+        with self._run_lock:
+            changes = self.segments.refresh_time_dependent(
+                self.store, self.engine, now or self._clock()
+            )
+        self.segment_changes += changes
+        return changes
+
+    # -- running ------------------------------------------------------------------------------
+
+    def run_forever(self, stop: threading.Event) -> None:
+        """Consume until `stop` is set, waking within milliseconds of an append.
+
+        Store or log failures are logged and retried with a growing pause (up to 30 s).
+        """
+        self._running = True
+        try:
+            self._consume(stop)
+        finally:
+            self._running = False
+
+    def _consume(self, stop: threading.Event) -> None:
+        backoff = 0.5
+        next_refresh = time.monotonic() + self.segment_refresh_seconds
+        while not stop.is_set():
+            try:
+                handled = self.run_once()
+                if time.monotonic() >= next_refresh:
+                    next_refresh = time.monotonic() + self.segment_refresh_seconds
+                    self.refresh_segments()
+            except Exception:
+                logger.exception("the stream processor failed; retrying in %.1f s", backoff)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+                continue
+            backoff = 0.5
+            if handled == 0:
+                self.log.wait_for_append(self.idle_wait_seconds)
+
+    @property
+    def running(self) -> bool:
+        """Whether `run_forever` is consuming now (in a thread of `start()` or the caller's)."""
+        return self._running
+
+    def start(self) -> None:
+        """Run in a daemon thread (no-op if already running)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop_event = threading.Event()
+        self._running = True  # so a health check right after start() says so
+        self._thread = threading.Thread(
+            target=self.run_forever, args=(self._stop_event,), name="stream-processor", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float | None = 10.0) -> None:
+        """Ask the thread to stop after its current batch, and wait for it."""
+        if self._stop_event is not None:
+            self._stop_event.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def idle(self) -> bool:
+        """True when every owned partition is processed up to its end (no lag)."""
+        return all(
+            not self.log.read(partition, self.log.committed(self.group, partition), 1)
+            for partition in self.partitions
+        )
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Wait until `idle()` (for tests and the demo); False if `timeout` passed first."""
+        deadline = time.monotonic() + timeout
+        while not self.idle():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
+        return True

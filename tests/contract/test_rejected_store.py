@@ -1,0 +1,190 @@
+"""The RejectedStore contract, run against every backend (see conftest.BACKENDS)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from touchpoint.collect.rejected import (
+    NewRejected,
+    RejectedEvent,
+    RejectedStore,
+    SqliteRejectedStore,
+    build_rejected_store,
+)
+from touchpoint.core.config import StoreConfig
+from touchpoint.core.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from .conftest import Backend
+
+RECEIVED = "2024-05-01T10:00:00.000Z"
+
+
+def rejected(
+    message_id: str | None,
+    *,
+    reason: str = "invalid",
+    source: str = "web",
+    event: Any = None,
+) -> NewRejected:
+    return NewRejected(
+        source=source,
+        message_id=message_id,
+        received_at=RECEIVED,
+        reason=reason,
+        errors=[{"field": "properties.price", "reason": "must be a number"}],
+        event=event if event is not None else {"messageId": message_id, "event": "Bought"},
+    )
+
+
+def everything(store: RejectedStore, **filters: Any) -> list[RejectedEvent]:
+    items: list[RejectedEvent] = []
+    cursor: str | None = None
+    while True:
+        page = store.list(cursor=cursor, limit=7, **filters)
+        items.extend(page.items)
+        cursor = page.next_cursor
+        if cursor is None:
+            return items
+
+
+def test_add_then_list_round_trips_every_field(backends: Backend) -> None:
+    store = backends.rejected_store()
+    event = {
+        "type": "track",
+        "event": "Bestellung",
+        "properties": {"price": "zwölf", "n": [1, None]},
+    }
+    (item_id,) = store.add([rejected("m1", reason="tracking_plan", event=event)])
+    page = store.list()
+    assert page.next_cursor is None
+    assert page.items == [
+        RejectedEvent(
+            id=item_id,
+            source="web",
+            message_id="m1",
+            received_at=RECEIVED,
+            reason="tracking_plan",
+            errors=[{"field": "properties.price", "reason": "must be a number"}],
+            event=event,
+        )
+    ]
+
+
+def test_list_is_newest_first_and_paginates_without_gaps_or_repeats(backends: Backend) -> None:
+    store = backends.rejected_store()
+    ids = store.add([rejected(f"m{i}") for i in range(25)])
+    assert len(set(ids)) == 25
+    first = store.list(limit=10)
+    assert [item.message_id for item in first.items] == [f"m{i}" for i in range(24, 14, -1)]
+    assert first.next_cursor is not None
+    second = store.list(cursor=first.next_cursor, limit=10)
+    third = store.list(cursor=second.next_cursor, limit=10)
+    assert len(second.items) == 10 and len(third.items) == 5 and third.next_cursor is None
+    listed = [item.id for page in (first, second, third) for item in page.items]
+    assert sorted(listed) == sorted(ids)
+
+
+def test_a_full_last_page_has_no_next_cursor(backends: Backend) -> None:
+    store = backends.rejected_store()
+    store.add([rejected(f"m{i}") for i in range(4)])
+    page = store.list(limit=4)
+    assert len(page.items) == 4 and page.next_cursor is None
+
+
+def test_filters_count_and_counts_by_reason(backends: Backend) -> None:
+    store = backends.rejected_store()
+    store.add(
+        [
+            rejected("a", reason="invalid", source="web"),
+            rejected("b", reason="invalid", source="ios"),
+            rejected("c", reason="too_large", source="web"),
+            rejected("d", reason="tracking_plan", source="web"),
+            rejected("e", reason="tracking_plan", source="web"),
+        ]
+    )
+    assert store.count() == 5
+    assert store.count(reason="tracking_plan") == 2
+    assert store.count(source="web") == 4
+    assert store.count(reason="invalid", source="ios") == 1
+    assert store.counts_by_reason() == {"invalid": 2, "too_large": 1, "tracking_plan": 2}
+    assert {item.message_id for item in everything(store, source="web")} == {"a", "c", "d", "e"}
+    assert [item.message_id for item in everything(store, reason="invalid", source="web")] == ["a"]
+    assert store.list(reason="nothing").items == []
+
+
+def test_add_is_idempotent_for_a_retried_batch(backends: Backend) -> None:
+    store = backends.rejected_store()
+    batch = [rejected("a"), rejected("b", reason="too_large")]
+    ids = store.add(batch)
+    assert store.add(batch) == ids
+    assert store.add([rejected("a"), rejected("a")]) == [ids[0], ids[0]]
+    assert store.count() == 2
+
+
+def test_same_message_with_another_reason_or_source_is_a_new_entry(backends: Backend) -> None:
+    store = backends.rejected_store()
+    first = store.add([rejected("a")])
+    others = store.add([rejected("a", reason="tracking_plan"), rejected("a", source="ios")])
+    assert len(set(first + others)) == 3
+    assert store.count() == 3
+
+
+def test_events_without_message_id_are_always_kept(backends: Backend) -> None:
+    store = backends.rejected_store()
+    ids = store.add([rejected(None, event="not an object"), rejected(None, event="not an object")])
+    assert len(set(ids)) == 2
+    assert [item.event for item in store.list().items] == ["not an object", "not an object"]
+
+
+def test_remove_after_replay_and_a_new_rejection_is_stored_again(backends: Backend) -> None:
+    store = backends.rejected_store()
+    ids = store.add([rejected(f"m{i}") for i in range(5)])
+    assert store.remove([ids[0], ids[2], ids[2], 999_999]) == 2
+    assert sorted(item.message_id or "" for item in everything(store)) == ["m1", "m3", "m4"]
+    assert store.remove([]) == 0
+    (again,) = store.add([rejected("m0")])  # replayed, then rejected once more
+    assert again not in ids
+    assert store.count() == 4
+
+
+def test_erase_message_ids(backends: Backend) -> None:
+    store = backends.rejected_store()
+    store.add([rejected("a"), rejected("a", reason="too_large"), rejected("b")])
+    assert store.erase_message_ids(["a", "zzz"]) == 2
+    assert [item.message_id for item in store.list().items] == ["b"]
+
+
+def test_rejected_events_survive_reopen(backends: Backend) -> None:
+    store = backends.rejected_store()
+    ids = store.add([rejected("a"), rejected("b")])
+    store.close()
+    reopened = backends.rejected_store()
+    assert sorted(item.id for item in reopened.list().items) == sorted(ids)
+    assert reopened.add([rejected("a")]) == [ids[0]]
+
+
+def test_bad_cursor_and_limit_are_refused(backends: Backend) -> None:
+    store = backends.rejected_store()
+    with pytest.raises(InvalidInput):
+        store.list(cursor="not-a-cursor")
+    with pytest.raises(InvalidInput):
+        store.list(limit=0)
+
+
+def test_build_rejected_store_default_and_configured_paths(tmp_path: Path) -> None:
+    default = build_rejected_store(StoreConfig(), tmp_path / "data")
+    configured = build_rejected_store(
+        StoreConfig(path=str(tmp_path / "elsewhere" / "r.db")), tmp_path
+    )
+    try:
+        assert isinstance(default, SqliteRejectedStore)
+        assert default.path == tmp_path / "data" / "rejected.sqlite3" and default.path.exists()
+        assert isinstance(configured, SqliteRejectedStore)
+        assert configured.path == tmp_path / "elsewhere" / "r.db" and configured.path.exists()
+    finally:
+        default.close()
+        configured.close()
