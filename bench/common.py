@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -47,13 +47,12 @@ class Section:
     seconds: float = 0.0
 
 
-@dataclass
+@dataclass(frozen=True)
 class Options:
     """Knobs `python -m bench.run` passes to every benchmark."""
 
     quick: bool = False
     work_dir: Path | None = None
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 def _read(path: str) -> str:
@@ -88,6 +87,7 @@ def machine_description() -> dict[str, str]:
         "memory": f"{mem_kb / 1024 / 1024:.1f} GiB" if mem_kb else "unknown",
         "OS": f"{platform.system()} {platform.release()}",
         "Python": f"{platform.python_implementation()} {platform.python_version()}",
+        "load average at start": " ".join(f"{load:.2f}" for load in os.getloadavg()),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
 

@@ -36,10 +36,19 @@ class Workspace:
     profiles: ProfileStore
     hasher: IdentityHasher
     collector: Collector
-    resolver: IdentityResolver
-    features: FeatureEngine
-    segments: SegmentEvaluator
     processor: StreamProcessor
+
+    @property
+    def resolver(self) -> IdentityResolver:
+        return self.processor.resolver
+
+    @property
+    def features(self) -> FeatureEngine:
+        return self.processor.engine
+
+    @property
+    def segments(self) -> SegmentEvaluator:
+        return self.processor.segments
 
     @classmethod
     def open(cls, settings: Settings, *, metrics: Metrics | None = None) -> Workspace:
@@ -63,9 +72,6 @@ class Workspace:
             profiles=profiles,
             hasher=hasher,
             collector=collector,
-            resolver=IdentityResolver(config.identity),
-            features=FeatureEngine(config.features),
-            segments=SegmentEvaluator(config.segments),
             processor=processor,
         )
         metrics.registry.register(WorkspaceCollector(workspace))

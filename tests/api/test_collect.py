@@ -169,3 +169,35 @@ def test_rejected_events_are_replayed_after_the_plan_changes(
     same = client.post("/v1/rejected/replay", json={}, headers=bearer(SECRET_KEY)).json()
     assert same["still_rejected"] == 1 and workspace.rejected.count() == 1
     assert workspace.log.count() == 0
+
+
+def test_replay_logs_rejected_events_once_the_plan_accepts_them(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import TEST_CONFIG, write_config
+    from touchpoint.api.app import create_app
+    from touchpoint.core.settings import load_settings
+
+    data_dir = tmp_path / "data"
+    order = {"type": "track", "userId": "u", "event": "Order Completed", "properties": {}}
+    strict = load_settings(write_config(tmp_path, TEST_CONFIG), data_dir, environ={})
+    with TestClient(create_app(strict)) as client:
+        assert (
+            post_batch(client, [{**order, "messageId": "late-1"}], key=STRICT_KEY).status_code
+            == 400
+        )
+
+    relaxed_config = {**TEST_CONFIG, "tracking_plan": {"events": {}}}
+    relaxed = load_settings(write_config(tmp_path, relaxed_config), data_dir, environ={})
+    with TestClient(create_app(relaxed)) as client:
+        replayed = client.post("/v1/rejected/replay", json={}, headers=bearer(SECRET_KEY)).json()
+        assert replayed == {
+            "replayed": 1,
+            "accepted": 1,
+            "duplicates": 0,
+            "still_rejected": 0,
+            "unknown_source": 0,
+        }
+        assert client.get("/v1/rejected", headers=bearer(SECRET_KEY)).json()["count"] == 0
+        workspace = client.app.state.workspace  # type: ignore[attr-defined]
+        assert workspace.processor.wait_idle(10)
+        profile = client.get("/v1/profiles/user_id/u", headers=bearer(SECRET_KEY)).json()
+        assert profile["profile_id"]

@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import ORJSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from touchpoint import __version__
 from touchpoint.api.errors import install_error_handlers
+from touchpoint.api.responses import OrjsonResponse
 from touchpoint.api.routers import collect, health, profiles, rejected, segments
 from touchpoint.core.metrics import Metrics
 from touchpoint.core.settings import Settings
@@ -72,7 +72,7 @@ def create_app(settings: Settings, *, workspace: Workspace | None = None) -> Fas
     app = FastAPI(
         title="Touchpoint",
         version=__version__,
-        default_response_class=ORJSONResponse,
+        default_response_class=OrjsonResponse,
         lifespan=lifespan,
     )
     if workspace is not None:

@@ -7,9 +7,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from touchpoint.api.responses import OrjsonResponse
 from touchpoint.core.errors import TouchpointError, Unavailable
 
 logger = logging.getLogger(__name__)
@@ -17,22 +17,22 @@ logger = logging.getLogger(__name__)
 
 def error_response(
     status: int, body: dict[str, Any], headers: dict[str, str] | None = None
-) -> ORJSONResponse:
-    return ORJSONResponse({"error": body}, status_code=status, headers=headers)
+) -> OrjsonResponse:
+    return OrjsonResponse({"error": body}, status_code=status, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers that turn every failure into a JSON body with a stable code."""
 
     @app.exception_handler(TouchpointError)
-    async def _domain(_: Request, error: TouchpointError) -> ORJSONResponse:
+    async def _domain(_: Request, error: TouchpointError) -> OrjsonResponse:
         headers = (
             {"Retry-After": str(error.retry_after)} if isinstance(error, Unavailable) else None
         )
         return error_response(error.status, error.to_dict(), headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, error: RequestValidationError) -> ORJSONResponse:
+    async def _validation(_: Request, error: RequestValidationError) -> OrjsonResponse:
         errors = [
             {
                 "field": ".".join(str(part) for part in item.get("loc", ())),
@@ -44,12 +44,12 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(422, {"code": "invalid", "message": message, "errors": errors})
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, error: StarletteHTTPException) -> ORJSONResponse:
+    async def _http(_: Request, error: StarletteHTTPException) -> OrjsonResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
         return error_response(error.status_code, {"code": code, "message": str(error.detail)})
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, error: Exception) -> ORJSONResponse:
+    async def _unexpected(request: Request, error: Exception) -> OrjsonResponse:
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_response(
             500, {"code": "internal", "message": "internal error; see the server log"}

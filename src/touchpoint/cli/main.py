@@ -118,6 +118,23 @@ def worker(
         workspace.close()
 
 
+@app.command()
+def demo(
+    port: Annotated[int, typer.Option(help="Port to serve on")] = 8000,
+    data_dir: Annotated[
+        Path, typer.Option("--data-dir", help="Where the demo keeps its data")
+    ] = Path("./touchpoint-data/demo"),
+    visitors: Annotated[int, typer.Option(help="Simulated visitors to send")] = 300,
+    browser: Annotated[bool, typer.Option(help="Open the API docs in a browser")] = True,
+    log_level: Annotated[str, typer.Option()] = "warning",
+) -> None:
+    """Serve the default workspace, send it simulated shoppers, and show where to look."""
+    from touchpoint.demo.run import run_demo
+
+    configure_logging(log_level, "text")
+    run_demo(port=port, data_dir=data_dir, visitors=visitors, open_browser=browser)
+
+
 @config_app.command("validate")
 def config_validate(
     path: Annotated[Path, typer.Argument(help="touchpoint.yaml")] = Path("touchpoint.yaml"),

@@ -12,11 +12,11 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
-from fastapi.responses import ORJSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from touchpoint.api.deps import WorkspaceDep, basic_user, source_for_key
 from touchpoint.api.errors import error_response
+from touchpoint.api.responses import OrjsonResponse
 from touchpoint.collect.ingest import CollectResult
 from touchpoint.core.clock import parse_timestamp
 from touchpoint.core.errors import BadRequest, PayloadTooLarge
@@ -70,7 +70,7 @@ async def _collect(
     workspace: Workspace,
     body: dict[str, Any],
     messages: list[Any],
-) -> ORJSONResponse:
+) -> OrjsonResponse:
     source = source_for_key(workspace, basic_user(request) or _body_key(body))
     sent_at = None
     if body.get("sentAt") is not None:
@@ -91,7 +91,7 @@ def _body_key(body: dict[str, Any]) -> str | None:
     return key if isinstance(key, str) else None
 
 
-def _response(result: CollectResult) -> ORJSONResponse:
+def _response(result: CollectResult) -> OrjsonResponse:
     if result.rejected and not result.accepted and not result.duplicates:
         too_large = all(problem.reason == "too_large" for problem in result.rejected)
         status = 413 if too_large else 400
@@ -100,11 +100,11 @@ def _response(result: CollectResult) -> ORJSONResponse:
         message = f"event {first.index} rejected: {detail['field']}: {detail['reason']}"
         body = {"code": "rejected", "message": message, **result.to_dict()}
         return error_response(status, body)
-    return ORJSONResponse(result.to_dict())
+    return OrjsonResponse(result.to_dict())
 
 
 @router.post("/v1/batch", summary="Send a batch of events (Segment spec)")
-async def batch(request: Request, workspace: WorkspaceDep) -> ORJSONResponse:
+async def batch(request: Request, workspace: WorkspaceDep) -> OrjsonResponse:
     limit = workspace.settings.config.collect.max_batch_bytes
     body = parse_json(await read_body(request, limit))
     if not isinstance(body, dict):
@@ -116,7 +116,7 @@ async def batch(request: Request, workspace: WorkspaceDep) -> ORJSONResponse:
 
 
 def _single(kind: str) -> Any:
-    async def endpoint(request: Request, workspace: WorkspaceDep) -> ORJSONResponse:
+    async def endpoint(request: Request, workspace: WorkspaceDep) -> OrjsonResponse:
         limit = workspace.settings.config.collect.max_event_bytes
         body = parse_json(await read_body(request, limit))
         if not isinstance(body, dict):

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import ORJSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
 from touchpoint.api.deps import WorkspaceDep
+from touchpoint.api.responses import OrjsonResponse
 
 router = APIRouter(tags=["health"])
 
@@ -31,7 +31,7 @@ async def metrics(workspace: WorkspaceDep) -> Response:
     return Response(payload, media_type=CONTENT_TYPE_LATEST)
 
 
-async def noop(request: Request) -> ORJSONResponse:
+async def noop(request: Request) -> OrjsonResponse:
     """Reads the body and answers: the floor the benchmarks compare real endpoints with."""
     await request.body()
-    return ORJSONResponse({"success": True})
+    return OrjsonResponse({"success": True})
