@@ -18,7 +18,7 @@ import pytest
 from touchpoint.log import EventLog, LogEntry, LogRecord, partition_for
 
 if TYPE_CHECKING:
-    from .conftest import Backend, FakeClock
+    from conftest import Backend, FakeClock
 
 
 def record(message_id: str, key: str = "person-1", body: str | None = None) -> LogRecord:

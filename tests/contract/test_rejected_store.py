@@ -18,7 +18,7 @@ from touchpoint.core.config import StoreConfig
 from touchpoint.core.errors import InvalidInput
 
 if TYPE_CHECKING:
-    from .conftest import Backend
+    from conftest import Backend
 
 RECEIVED = "2024-05-01T10:00:00.000Z"
 

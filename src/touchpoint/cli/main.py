@@ -129,10 +129,15 @@ def demo(
     log_level: Annotated[str, typer.Option()] = "warning",
 ) -> None:
     """Serve the default workspace, send it simulated shoppers, and show where to look."""
+    from touchpoint.core.errors import TouchpointError
     from touchpoint.demo.run import run_demo
 
     configure_logging(log_level, "text")
-    run_demo(port=port, data_dir=data_dir, visitors=visitors, open_browser=browser)
+    try:
+        run_demo(port=port, data_dir=data_dir, visitors=visitors, open_browser=browser)
+    except TouchpointError as error:
+        errors.print(f"[red]demo failed[/red]: {error.message}")
+        raise typer.Exit(1) from None
 
 
 @config_app.command("validate")

@@ -1,16 +1,18 @@
 """The tracking plan: declared events and the JSON Schema of their properties.
 
-Schemas are checked once when the plan loads (a bad schema is a definition
-error with its path) and compiled into validators kept for the life of the
-plan. jsonschema interprets schemas; nothing is generated or executed as code.
+Schemas are checked against the JSON Schema 2020-12 meta-schema once, when the
+plan loads (a bad schema is a definition error with its path), and compiled
+into validators kept for the life of the plan. Validation runs on every
+collected event, so it uses jsonschema-rs (a compiled validator: well under a
+microsecond for a typical event, where the pure-Python `jsonschema` takes tens).
+Schemas are interpreted; nothing is generated or executed as code.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
+import jsonschema_rs
 
 from touchpoint.core.config import TrackingPlanConfig
 from touchpoint.core.errors import DefinitionError
@@ -21,10 +23,11 @@ class TrackingPlan:
 
     def __init__(self, config: TrackingPlanConfig) -> None:
         self._allow_unplanned = config.allow_unplanned
-        self._validators: dict[str, Draft202012Validator] = {}
+        self._validators: dict[str, jsonschema_rs.Draft202012Validator] = {}
         for name, planned in config.events.items():
-            self._validators[name] = _compile(planned.properties, f"tracking_plan.events.{name}")
-        self._identify: Draft202012Validator | None = None
+            path = f"tracking_plan.events.{name}.properties"
+            self._validators[name] = _compile(planned.properties, path)
+        self._identify: jsonschema_rs.Draft202012Validator | None = None
         if config.identify_traits is not None:
             self._identify = _compile(config.identify_traits, "tracking_plan.identify_traits")
 
@@ -46,21 +49,26 @@ class TrackingPlan:
         return _errors(validator, event.get("properties") or {}, "properties")
 
 
-def _compile(schema: dict[str, Any], path: str) -> Draft202012Validator:
+def _compile(schema: dict[str, Any], path: str) -> jsonschema_rs.Draft202012Validator:
     try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as error:
-        where = ".".join(str(part) for part in error.absolute_path)
-        raise DefinitionError(
-            f"{path}.properties" + (f".{where}" if where else ""), error.message
-        ) from None
-    return Draft202012Validator(schema)
+        jsonschema_rs.meta.validate(schema)
+        return jsonschema_rs.Draft202012Validator(schema)
+    except jsonschema_rs.ValidationError as error:
+        where = ".".join(str(part) for part in error.instance_path)
+        reason = error.message.splitlines()[0]
+        raise DefinitionError(f"{path}.{where}" if where else path, reason) from None
+    except (ValueError, jsonschema_rs.ReferencingError) as error:
+        raise DefinitionError(path, str(error).splitlines()[0]) from None
 
 
-def _errors(validator: Draft202012Validator, instance: Any, root: str) -> list[dict[str, str]]:
+def _errors(
+    validator: jsonschema_rs.Draft202012Validator, instance: Any, root: str
+) -> list[dict[str, str]]:
+    if validator.is_valid(instance):
+        return []
     found = []
     for error in validator.iter_errors(instance):
-        where = ".".join(str(part) for part in error.absolute_path)
+        where = ".".join(str(part) for part in error.instance_path)
         found.append({"field": f"{root}.{where}" if where else root, "reason": error.message})
     found.sort(key=lambda item: item["field"])
     return found
