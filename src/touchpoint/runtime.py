@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from touchpoint.collect.ingest import Collector
 from touchpoint.collect.pii import IdentityHasher
 from touchpoint.collect.rejected import RejectedStore, build_rejected_store
+from touchpoint.core.clock import parse_duration
 from touchpoint.core.metrics import Metrics
 from touchpoint.core.settings import Settings
 from touchpoint.log import build_event_log
@@ -63,7 +64,13 @@ class Workspace:
         profiles = build_profile_store(config.profiles, settings.data_dir)
         hasher = IdentityHasher(settings.hash_secret)
         collector = Collector(config, log, rejected, hasher, metrics=metrics)
-        processor = StreamProcessor(config, log, profiles)
+        processor = StreamProcessor(
+            config,
+            log,
+            profiles,
+            idle_wait_seconds=parse_duration(config.stream.poll_interval).total_seconds(),
+            segment_refresh_seconds=parse_duration(config.stream.segment_refresh).total_seconds(),
+        )
         workspace = cls(
             settings=settings,
             metrics=metrics,

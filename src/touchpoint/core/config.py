@@ -176,6 +176,24 @@ class LogConfig(_Model):
     synchronous: Literal["full", "normal"] = "full"
 
 
+class StreamConfig(_Model):
+    """The stream processor.
+
+    `poll_interval`: how long an idle processor waits before looking at the log again when
+    no append notification can reach it (a `touchpoint worker` in its own process); within
+    `touchpoint serve` appends wake it at once. `segment_refresh`: how often segments whose
+    conditions depend on time alone (`within`, windows) are swept.
+    """
+
+    poll_interval: str = "20ms"
+    segment_refresh: str = "5m"
+
+    @field_validator("poll_interval", "segment_refresh")
+    @classmethod
+    def _durations(cls, value: str) -> str:
+        return _check_duration(value)
+
+
 class StoreConfig(_Model):
     """A state store backend (profiles, rejected events)."""
 
@@ -208,6 +226,7 @@ class TouchpointConfig(_Model):
     segments: list[SegmentConfig] = Field(default_factory=list)
     collect: CollectConfig = Field(default_factory=CollectConfig)
     log: LogConfig = Field(default_factory=LogConfig)
+    stream: StreamConfig = Field(default_factory=StreamConfig)
     profiles: StoreConfig = Field(default_factory=StoreConfig)
     rejected: StoreConfig = Field(default_factory=StoreConfig)
 
