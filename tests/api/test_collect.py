@@ -201,3 +201,18 @@ def test_replay_logs_rejected_events_once_the_plan_accepts_them(tmp_path) -> Non
         assert workspace.processor.wait_idle(10)
         profile = client.get("/v1/profiles/user_id/u", headers=bearer(SECRET_KEY)).json()
         assert profile["profile_id"]
+
+
+def test_a_store_that_cannot_write_is_a_503_with_retry_after(
+    client: TestClient, workspace: Workspace, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    import sqlite3
+
+    def broken(records):  # type: ignore[no-untyped-def]
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(workspace.log, "append", broken)
+    response = post_batch(client, [track("full-1")])
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert response.json()["error"]["code"] == "unavailable"

@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from tests.conftest import TEST_CONFIG, WRITE_KEY, basic, write_config
-from tests.e2e.server import ServerProcess
 from touchpoint.log.sqlite import SqliteEventLog
+from touchpoint.testing import ServerProcess
 
 pytestmark = pytest.mark.slow
 
@@ -54,7 +54,7 @@ def sender(
 def test_sigkill_while_sending_loses_no_acknowledged_event(tmp_path: Path) -> None:
     config = write_config(tmp_path, TEST_CONFIG)
     data_dir = tmp_path / "data"
-    server = ServerProcess(config, data_dir).start()
+    server = ServerProcess(data_dir, "--config", str(config)).start()
     work = [batches(client, 400) for client in range(4)]
     acknowledged: list[str] = []
     stop = threading.Event()
@@ -72,7 +72,7 @@ def test_sigkill_while_sending_loses_no_acknowledged_event(tmp_path: Path) -> No
     assert acknowledged, "no batch was acknowledged before the kill"
 
     # Restart on the same data, and have every client resend everything (acknowledged or not).
-    restarted = ServerProcess(config, data_dir).start()
+    restarted = ServerProcess(data_dir, "--config", str(config)).start()
     try:
         with httpx.Client(timeout=10.0) as client:
             for part in work:

@@ -11,7 +11,7 @@ import pytest
 from segment.analytics import Client
 
 from tests.conftest import SECRET_KEY, TEST_CONFIG, WRITE_KEY, bearer, write_config
-from tests.e2e.server import ServerProcess
+from touchpoint.testing import ServerProcess
 
 pytestmark = pytest.mark.slow
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerProcess]:
     config = write_config(tmp_path, TEST_CONFIG)
-    process = ServerProcess(config, tmp_path / "data").start()
+    process = ServerProcess(tmp_path / "data", "--config", str(config)).start()
     yield process
     process.stop()
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import SECRET_KEY, TEST_CONFIG, WRITE_KEY, basic, bearer, write_config
-from tests.e2e.server import ServerProcess
+from touchpoint.testing import ServerProcess
 
 pytestmark = pytest.mark.slow
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 def test_a_separate_worker_process_applies_what_the_api_logged(tmp_path: Path) -> None:
     config = write_config(tmp_path, TEST_CONFIG)
     data_dir = tmp_path / "data"
-    server = ServerProcess(config, data_dir, "--no-processor").start()
+    server = ServerProcess(data_dir, "--config", str(config), "--no-processor").start()
     worker: subprocess.Popen[bytes] | None = None
     try:
         events = [

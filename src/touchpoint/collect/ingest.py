@@ -25,6 +25,7 @@ from touchpoint.collect.plan import TrackingPlan
 from touchpoint.collect.rejected import NewRejected, RejectedStore
 from touchpoint.core.clock import isoformat, utcnow
 from touchpoint.core.config import IdentityKind, SourceConfig, TouchpointConfig
+from touchpoint.core.errors import TouchpointError, Unavailable
 from touchpoint.core.metrics import Metrics
 from touchpoint.log.base import EventLog, LogRecord
 
@@ -156,9 +157,16 @@ class Collector:
                 )
             )
             record_indexes.append(index)
-        result = self._log.append(records) if records else None
-        if to_store and store_rejections:
-            self._rejected.add(to_store)
+        try:
+            result = self._log.append(records) if records else None
+            if to_store and store_rejections:
+                self._rejected.add(to_store)
+        except TouchpointError:
+            raise
+        except Exception as error:
+            # Nothing was acknowledged: the client keeps the events and retries.
+            logger.exception("collect: the stores refused a write of %d events", len(records))
+            raise Unavailable("the event store cannot take writes now; retry shortly") from error
         accepted_indexes = tuple(
             record_indexes[position]
             for position, placed in enumerate(result.positions if result else ())
