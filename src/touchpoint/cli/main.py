@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 import signal
+import sqlite3
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
-from touchpoint.core.errors import DefinitionError
+from touchpoint.core.errors import DefinitionError, TouchpointError
 from touchpoint.core.logs import configure_logging
 from touchpoint.core.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from touchpoint.runtime import Workspace
 
 app = typer.Typer(help="Touchpoint: collect, resolve, profile, decide.", no_args_is_help=True)
 config_app = typer.Typer(help="Workspace configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
-console = Console()
-errors = Console(stderr=True)
+console = Console(soft_wrap=True)
+errors = Console(stderr=True, soft_wrap=True)
 
 ConfigOption = Annotated[
     Path | None,
@@ -41,6 +45,19 @@ def _settings(config: Path | None, data_dir: Path | None, **options: Any) -> Set
     except OSError as error:
         errors.print(f"[red]cannot read the configuration[/red]: {error}")
         raise typer.Exit(2) from None
+
+
+def _open(settings: Settings) -> Workspace:
+    """Open the workspace's stores, or exit with a message naming what is wrong."""
+    from touchpoint.runtime import Workspace
+
+    try:
+        return Workspace.open(settings)
+    except TouchpointError as error:
+        errors.print(f"[red]cannot open the workspace[/red]: {error.message}")
+    except (OSError, sqlite3.Error) as error:
+        errors.print(f"[red]cannot open the workspace in {settings.data_dir}[/red]: {error}")
+    raise typer.Exit(2)
 
 
 def print_keys(settings: Settings, base_url: str) -> None:
@@ -85,15 +102,21 @@ def serve(
     settings = _settings(
         config, data_dir, run_processor=processor, enable_noop_endpoint=noop_endpoint
     )
+    workspace = _open(settings)
+    if processor:
+        workspace.processor.start()
     print_keys(settings, f"http://{host}:{port}")
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
+    try:
+        uvicorn.run(
+            create_app(settings, workspace=workspace),
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        workspace.close()
 
 
 @app.command()
@@ -104,11 +127,9 @@ def worker(
     log_level: Annotated[str, typer.Option()] = "info",
 ) -> None:
     """Run the stream processor as its own process (stop with SIGTERM or Ctrl-C)."""
-    from touchpoint.runtime import Workspace
-
     configure_logging(log_level, log_format)
     settings = _settings(config, data_dir)
-    workspace = Workspace.open(settings)
+    workspace = _open(settings)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -129,7 +150,6 @@ def demo(
     log_level: Annotated[str, typer.Option()] = "warning",
 ) -> None:
     """Serve the default workspace, send it simulated shoppers, and show where to look."""
-    from touchpoint.core.errors import TouchpointError
     from touchpoint.demo.run import run_demo
 
     configure_logging(log_level, "text")
