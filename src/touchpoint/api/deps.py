@@ -19,7 +19,7 @@ from touchpoint.core.errors import Forbidden, Unauthorized
 from touchpoint.runtime import Workspace
 
 
-def get_workspace(request: Request) -> Workspace:
+async def get_workspace(request: Request) -> Workspace:
     workspace: Workspace = request.app.state.workspace
     return workspace
 
@@ -52,7 +52,7 @@ def source_for_key(workspace: Workspace, write_key: str | None) -> SourceConfig:
     return source
 
 
-def require_secret_key(request: Request, workspace: WorkspaceDep) -> None:
+async def require_secret_key(request: Request, workspace: WorkspaceDep) -> None:
     """Admin routes: `Authorization: Bearer <secret key>`."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")

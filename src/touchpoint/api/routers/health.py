@@ -15,7 +15,7 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz", summary="Liveness and the processor's lag")
-def healthz(workspace: WorkspaceDep) -> dict[str, Any]:
+async def healthz(workspace: WorkspaceDep) -> dict[str, Any]:
     lag = workspace.log.lag(workspace.processor.group)
     return {
         "status": "ok",
