@@ -36,7 +36,6 @@ from bench.common import (
     Options,
     RawConnection,
     Section,
-    ServerProcess,
     percentile,
     process_cpu_seconds,
     request_head,
@@ -45,6 +44,7 @@ from bench.common import (
 from touchpoint.core.clock import utcnow
 from touchpoint.demo.catalog import build_catalog
 from touchpoint.demo.simulate import simulate_visitors
+from touchpoint.testing import ServerProcess
 
 logger = logging.getLogger(__name__)
 

@@ -97,6 +97,48 @@ def test_find_and_find_many(store: ProfileStore) -> None:
     assert found == {ANON_A: "p1", ANON_B: "p2"}
 
 
+def test_find_many_follows_links_and_merges_inside_the_transaction(store: ProfileStore) -> None:
+    _create(store, "p1", T0, ANON_A)
+    with store.transaction() as writer:
+        assert writer.find_many([ANON_A, ANON_B, USER_1]) == {ANON_A: "p1"}
+        writer.create(Profile(profile_id="p2", created_at=T1))
+        writer.link("p2", ANON_B, message_id="m2", at=T1)
+        writer.link("p1", USER_1, message_id="m3", at=T1)
+        assert writer.find_many([ANON_A, ANON_B, USER_1]) == {
+            ANON_A: "p1",
+            ANON_B: "p2",
+            USER_1: "p1",
+        }
+        writer.merge("p2", "p1", identity=ANON_B, message_id="m4", at=T2)
+        assert writer.find_many([USER_1, ANON_A, ANON_B]) == {
+            USER_1: "p2",
+            ANON_A: "p2",
+            ANON_B: "p2",
+        }
+    with store.transaction() as writer:
+        assert writer.find_many([ANON_A, USER_1]) == {ANON_A: "p2", USER_1: "p2"}
+
+
+def test_a_refused_link_leaves_lookups_true(store: ProfileStore) -> None:
+    _create(store, "p1", T0)
+    _create(store, "p2", T0)
+    with store.transaction() as writer:
+        writer.link("p1", ANON_A, message_id="m1", at=T1)
+        with pytest.raises(Exception):
+            writer.link("p2", ANON_A, message_id="m2", at=T1)
+        assert writer.find_many([ANON_A]) == {ANON_A: "p1"}
+
+
+def test_lookups_of_a_rolled_back_transaction_do_not_survive(store: ProfileStore) -> None:
+    _create(store, "p1", T0)
+    with pytest.raises(RuntimeError), store.transaction() as writer:
+        writer.link("p1", ANON_A, message_id="m1", at=T1)
+        assert writer.find_many([ANON_A]) == {ANON_A: "p1"}
+        raise RuntimeError("boom")
+    with store.transaction() as writer:
+        assert writer.find_many([ANON_A]) == {}
+
+
 def test_link_to_another_profile_is_refused(store: ProfileStore) -> None:
     _create(store, "p1", T0, ANON_A)
     _create(store, "p2", T0)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +35,14 @@ from touchpoint.profiles.model import Identity, Profile
 from touchpoint.profiles.store import ProfileWriter
 
 logger = logging.getLogger(__name__)
+
+Reader = Callable[[Mapping[str, Any]], Any]
+"""Reads the raw value of one identity kind's `source` from a stored event."""
+
+# How many raw values per kind `extract` remembers; the memo is simply emptied when full.
+_MEMO_SIZE = 8192
+# Stands for "not remembered" in a memo lookup (compared by identity, never stored).
+_NOT_REMEMBERED = Identity("", "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +108,11 @@ class IdentityResolver:
             for kind in self.kinds
             if kind.pii and kind.source.startswith(("traits.", "context.traits."))
         )
+        # Per kind, in priority order: its reader and a memo of raw text -> stored identity
+        # (None: blocked). A stream batch sees the same few ids on event after event.
+        self._extractors: tuple[tuple[IdentityKind, Reader, dict[str, Identity | None]], ...] = (
+            tuple((kind, _source_reader(kind.source), {}) for kind in self.kinds)
+        )
 
     def _kind_with_source(self, source: str) -> IdentityKind | None:
         return next((kind for kind in self.kinds if kind.source == source), None)
@@ -113,9 +126,22 @@ class IdentityResolver:
         be hashed by the collector, and one that is not is dropped (never stored).
         """
         found: list[Identity] = []
-        for kind in self.kinds:
-            identity = self._identity(kind, _read_source(event, kind.source))
-            if identity is not None and identity not in found:
+        for kind, read, memo in self._extractors:
+            raw = read(event)
+            if raw is None:
+                continue
+            if type(raw) is str:
+                identity = memo.get(raw, _NOT_REMEMBERED)
+                if identity is _NOT_REMEMBERED:
+                    identity = self._identity(kind, raw)
+                    if identity is not None or not kind.pii:  # keep warning about unhashed PII
+                        if len(memo) >= _MEMO_SIZE:
+                            memo.clear()
+                        memo[raw] = identity
+            else:
+                identity = self._identity(kind, raw)
+            # Kind names are unique, so two kinds never yield the same identity.
+            if identity is not None:
                 found.append(identity)
         return found
 
@@ -182,21 +208,27 @@ class IdentityResolver:
         state (traits, features, consent, seen times) is the caller's to rebuild.
         """
         ordered = list(dict.fromkeys(identities))
-        known = writer.find_many([*ordered, *previous]) if ordered or previous else {}
         if previous:
+            known = writer.find_many([*ordered, *previous])
             chosen = next((p for p in previous if p in known), previous[-1])
             if chosen not in ordered:
                 ordered.append(chosen)
-        if not ordered:
+        elif ordered:
+            known = writer.find_many(ordered)
+        else:
             raise ValueError("an event needs at least one identity to resolve")
+
+        # Fast path: every identity known, all on one profile (whatever their order).
+        first_owner = known.get(ordered[0])
+        if first_owner is not None:
+            for identity in ordered:
+                if known.get(identity) != first_owner:
+                    break
+            else:
+                return Resolution(profile_id=first_owner, created=False)
+
         ordered.sort(key=lambda identity: self._rank.get(identity.kind, len(self._rank)))
         work = _Work(writer, message_id, at, {} if cache is None else cache, known)
-
-        # Fast path: every identity known, all on one profile.
-        first_owner = known.get(ordered[0])
-        if first_owner is not None and all(known.get(i) == first_owner for i in ordered[1:]):
-            return Resolution(profile_id=first_owner, created=False)
-
         for identity in ordered:
             owner = known.get(identity)
             if owner is None:
@@ -320,25 +352,43 @@ def _absorb(survivor: Profile, merged: Profile) -> None:
     survivor.scores = {**merged.scores, **survivor.scores}
 
 
-def _read_source(event: Mapping[str, Any], source: str) -> Any:
-    """The raw value at an identity kind's `source` in a stored event."""
+def _source_reader(source: str) -> Reader:
+    """A reader of the raw value at an identity kind's `source` in a stored event.
+
+    `user_id` and `anonymous_id` are the top-level `userId` / `anonymousId`; `traits.x` is
+    read from `traits`, else from `context.traits`; any other dotted path as written.
+    """
     if source == "user_id":
-        return event.get("userId")
+        return _top_level("userId")
     if source == "anonymous_id":
-        return event.get("anonymousId")
-    parts = source.split(".")
+        return _top_level("anonymousId")
+    parts = tuple(source.split("."))
     if parts[0] == "traits":
-        value = _dig(event, parts)
-        if value is None:
-            value = _dig(event, ["context", *parts])
-        return value
-    return _dig(event, parts)
+        own, in_context = _path(parts), _path(("context", *parts))
+
+        def read_trait(event: Mapping[str, Any]) -> Any:
+            value = own(event)
+            return in_context(event) if value is None else value
+
+        return read_trait
+    return _path(parts)
 
 
-def _dig(document: Mapping[str, Any], parts: Sequence[str]) -> Any:
-    current: Any = document
-    for part in parts:
-        if not isinstance(current, Mapping):
-            return None
-        current = current.get(part)
-    return current
+def _top_level(key: str) -> Reader:
+    def read(event: Mapping[str, Any]) -> Any:
+        return event.get(key)
+
+    return read
+
+
+def _path(parts: tuple[str, ...]) -> Reader:
+    def read(event: Mapping[str, Any]) -> Any:
+        current: Any = event
+        for part in parts:
+            # None before the (slow) ABC check: most events lack most paths.
+            if type(current) is not dict and (current is None or not isinstance(current, Mapping)):
+                return None
+            current = current.get(part)
+        return current
+
+    return read

@@ -1,18 +1,19 @@
 """The stream processor: turns the event log into profiles, features and segment changes.
 
-For each owned partition it reads from the committed offset, applies a batch of
-events in ONE profile-store transaction, and only then commits the new log
-position. A crash between the two re-applies the batch on restart, which changes
-nothing: `record_event` refuses a message id already on a timeline. That is what
-makes replay from any committed offset idempotent, and what lets the SQLite
-profile store run with `synchronous=NORMAL`.
+Each run reads every owned partition from its committed offset, applies what it
+read in ONE profile-store transaction (partition after partition, in offset order),
+and only then commits the new log positions. A crash between the two re-applies
+the batch on restart, which changes nothing: `record_event` refuses a message id
+already on a timeline. That is what makes replay from any committed offset
+idempotent, and what lets the SQLite profile store run with `synchronous=NORMAL`.
 
 Within a batch a person's profile is loaded and saved once, however many events
-they sent; segments are re-evaluated once per changed profile, at the end.
-An event that raises is isolated (the batch is re-run one event per transaction),
-logged and skipped, so one poison event never blocks its partition. A store that
-cannot take writes (`Unavailable`) is different: nothing is skipped, the batch is
-retried later.
+they sent; their identities go through the resolution rules once, then are
+remembered until a merge; segments are re-evaluated once per changed profile, at
+the end. An event that raises is isolated (each partition's part is re-run alone,
+and a failing one one event per transaction), logged and skipped, so one poison
+event never blocks its partition. A store that cannot take writes (`Unavailable`)
+is different: nothing is skipped, the batch is retried later.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from touchpoint.core.config import TouchpointConfig
 from touchpoint.core.errors import Unavailable
 from touchpoint.log.base import EventLog, LogEntry
 from touchpoint.profiles.identity import IdentityResolver
-from touchpoint.profiles.model import Profile
+from touchpoint.profiles.model import Identity, Profile
 from touchpoint.profiles.store import ProfileStore, ProfileWriter, TimelineEvent
 from touchpoint.profiles.view import profile_document
 from touchpoint.segments.realtime import SegmentEvaluator
@@ -63,6 +64,9 @@ class _Batch:
     recompute_features: set[str] = field(default_factory=set)
     recompute_all: set[str] = field(default_factory=set)
     counts: _Counts = field(default_factory=_Counts)
+    # Identities (as an event carries them) -> the profile that holds all of them. Only a
+    # merge moves an identity to another profile, so a merge empties it.
+    resolved: dict[tuple[Identity, ...], str] = field(default_factory=dict)
 
     def profile(self, profile_id: str) -> Profile:
         profile = self.profiles.get(profile_id)
@@ -187,30 +191,51 @@ class StreamProcessor:
         """Process up to `max_records` entries of each owned partition; the number handled.
 
         Every entry handled is past the committed position afterwards: applied, a replay,
-        without identity, or a poison event that was skipped and logged.
+        without identity, or a poison event that was skipped and logged. The partitions'
+        entries are applied in one profile-store transaction (partition by partition, in
+        offset order, as separate batches would), then each partition's position is
+        committed: one commit instead of one per partition.
         """
         with self._run_lock:
-            return sum(self._run_partition(partition, max_records) for partition in self.partitions)
+            batches: list[list[LogEntry]] = []
+            for partition in self.partitions:
+                position = self.log.committed(self.group, partition)
+                read = self.log.read(partition, position, max_records)
+                if read:
+                    batches.append(read)
+            if not batches:
+                return 0
+            entries = [entry for batch in batches for entry in batch]
+            try:
+                self._add(self._apply_batch(entries))
+            except Unavailable:
+                raise
+            except Exception:
+                if len(batches) == 1:
+                    self._isolate(batches[0])
+                else:
+                    logger.info("a batch of %d partitions failed; re-running each", len(batches))
+                    for batch in batches:
+                        try:
+                            self._add(self._apply_batch(batch))
+                        except Unavailable:
+                            raise
+                        except Exception:
+                            self._isolate(batch)
+            for batch in batches:
+                self.log.commit(self.group, batch[-1].partition, batch[-1].offset + 1)
+            self.last_applied_at = time.time()
+            return len(entries)
 
-    def _run_partition(self, partition: int, max_records: int) -> int:
-        entries = self.log.read(partition, self.log.committed(self.group, partition), max_records)
-        if not entries:
-            return 0
-        try:
-            self._add(self._apply_batch(entries))
-        except Unavailable:
-            raise
-        except Exception:
-            logger.warning(
-                "a batch of partition %d failed; re-running it one event at a time",
-                partition,
-                exc_info=True,
-            )
-            for entry in entries:
-                self._apply_alone(entry)
-        self.log.commit(self.group, partition, entries[-1].offset + 1)
-        self.last_applied_at = time.time()
-        return len(entries)
+    def _isolate(self, entries: Sequence[LogEntry]) -> None:
+        """Re-run a failed partition batch one event per transaction, skipping poison events."""
+        logger.warning(
+            "a batch of partition %d failed; re-running it one event at a time",
+            entries[0].partition,
+            exc_info=True,
+        )
+        for entry in entries:
+            self._apply_alone(entry)
 
     def _apply_alone(self, entry: LogEntry) -> None:
         try:
@@ -254,27 +279,14 @@ class StreamProcessor:
             batch.counts.skipped_no_identity += 1
             return
         moment = event_time(event) or isoformat(datetime.fromtimestamp(entry.appended_at, UTC))
-        received = event.get("receivedAt")
         message_id = event.get("messageId") or entry.message_id
-        resolution = self.resolver.resolve(
-            batch.writer,
-            identities,
-            message_id=message_id,
-            at=received if isinstance(received, str) and received else moment,
-            previous=previous,
-            cache=batch.profiles,
+        key = None if previous else tuple(identities)
+        found = None if key is None else batch.resolved.get(key)
+        profile_id = (
+            found
+            if found is not None
+            else self._resolve(batch, event, key, message_id, identities, previous, moment)
         )
-        profile_id = resolution.profile_id
-        if resolution.skipped:
-            logger.debug("message %s: identities skipped %s", message_id, resolution.skipped)
-        if resolution.merged:
-            batch.counts.merges += len(resolution.merged)
-            for merged_id in resolution.merged:
-                batch.dirty.pop(merged_id, None)
-                batch.recompute_features.discard(merged_id)
-                batch.recompute_all.discard(merged_id)
-            batch.recompute_all.add(profile_id)
-            batch.dirty[profile_id] = None
         timeline_event = TimelineEvent(
             message_id=message_id,
             timestamp=moment,
@@ -296,6 +308,43 @@ class StreamProcessor:
             batch.recompute_features.add(profile_id)
         elif profile_id not in batch.recompute_features:
             self.engine.apply(profile.features, event)
+
+    def _resolve(
+        self,
+        batch: _Batch,
+        event: Mapping[str, Any],
+        key: tuple[Identity, ...] | None,
+        message_id: str,
+        identities: list[Identity],
+        previous: list[Identity],
+        moment: str,
+    ) -> str:
+        """Resolve through the identity rules; remember the outcome when all identities
+        now sit on the one profile, so the person's next events skip the rules."""
+        received = event.get("receivedAt")
+        resolution = self.resolver.resolve(
+            batch.writer,
+            identities,
+            message_id=message_id,
+            at=received if isinstance(received, str) and received else moment,
+            previous=previous,
+            cache=batch.profiles,
+        )
+        profile_id = resolution.profile_id
+        if resolution.skipped:
+            logger.debug("message %s: identities skipped %s", message_id, resolution.skipped)
+        if resolution.merged:
+            batch.resolved.clear()
+            batch.counts.merges += len(resolution.merged)
+            for merged_id in resolution.merged:
+                batch.dirty.pop(merged_id, None)
+                batch.recompute_features.discard(merged_id)
+                batch.recompute_all.discard(merged_id)
+            batch.recompute_all.add(profile_id)
+            batch.dirty[profile_id] = None
+        if key is not None and not resolution.skipped:
+            batch.resolved[key] = profile_id
+        return profile_id
 
     def _finish(self, batch: _Batch) -> None:
         """Recompute what must be, re-evaluate segments and save every changed profile."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -104,6 +105,45 @@ def test_unhashed_pii_is_dropped_and_never_logged(
     assert "secret" not in caplog.text.lower()
 
 
+def test_repeated_extraction_gives_the_same_identities(resolver: IdentityResolver) -> None:
+    event = {"type": "track", "userId": " u1 ", "anonymousId": "undefined"}
+    first = resolver.extract(event)
+    assert first == [user("u1")]
+    assert resolver.extract(event) == first
+    assert resolver.extract({"type": "track", "anonymousId": "undefined"}) == []
+    assert resolver.extract({"type": "track", "userId": 7, "anonymousId": " u1 "}) == [
+        user("7"),
+        anon("u1"),
+    ]
+
+
+def test_every_unhashed_pii_value_is_dropped_with_a_warning(
+    resolver: IdentityResolver, caplog: pytest.LogCaptureFixture
+) -> None:
+    event = {"type": "identify", "traits": {"email": "Secret@X.com"}}
+    with caplog.at_level(logging.WARNING):
+        assert resolver.extract(event) == []
+        assert resolver.extract(event) == []
+    assert len([r for r in caplog.records if "unhashed" in r.getMessage()]) == 2
+
+
+def test_extraction_memo_is_bounded(
+    resolver: IdentityResolver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("touchpoint.profiles.identity._MEMO_SIZE", 3)
+    for index in range(10):
+        assert resolver.extract({"anonymousId": f"a{index}"}) == [anon(f"a{index}")]
+    assert resolver.extract({"anonymousId": "a0"}) == [anon("a0")]
+    assert all(len(memo) <= 3 for _, _, memo in resolver._extractors)
+
+
+def test_extract_reads_any_mapping_and_skips_what_is_not_one(resolver: IdentityResolver) -> None:
+    traits = MappingProxyType({"email": hashed_email("c@x.com")})
+    assert resolver.extract({"type": "identify", "traits": traits}) == [email("c@x.com")]
+    assert resolver.extract({"type": "identify", "traits": ["email"], "context": None}) == []
+    assert resolver.extract({"type": "identify", "context": {"traits": "x"}}) == []
+
+
 def test_custom_sources_and_normalization() -> None:
     config = IdentityConfig(
         kinds=[
@@ -149,6 +189,23 @@ def test_unknown_identities_create_one_profile(
     profile = store.get(first.profile_id)
     assert profile is not None and profile.created_at == T0
     assert store.count() == 1
+
+
+def test_known_identities_in_any_order_resolve_without_writes(
+    store: SqliteProfileStore, resolver: IdentityResolver
+) -> None:
+    first = resolve(store, resolver, user("u1"), anon("a1"), email("a@x.com"))
+    for order in (
+        [anon("a1"), user("u1")],
+        [email("a@x.com"), anon("a1"), user("u1"), anon("a1")],
+        [anon("a1")],
+    ):
+        with store.transaction() as writer:
+            again = resolver.resolve(writer, order, message_id="m2", at=T1)
+        assert again == Resolution(profile_id=first.profile_id, created=False)
+    grown = resolve(store, resolver, anon("a2"), anon("a1"), message_id="m3")
+    assert grown.profile_id == first.profile_id and grown.linked == (anon("a2"),)
+    assert store.lineage(first.profile_id) == []
 
 
 def test_identify_merges_anonymous_history_into_known_profile(

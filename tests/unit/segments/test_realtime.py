@@ -189,3 +189,26 @@ def test_profile_document_is_what_conditions_read() -> None:
     assert evaluator.evaluate(doc, NOW) == {"seen_recently", "viewer"}
     doc["traits"]["plan"] = "free"
     assert profile.traits == {"plan": "pro"}  # the document shares nothing mutable
+
+
+def test_each_evaluation_stamps_its_own_now(store: SqliteProfileStore) -> None:
+    evaluator = SegmentEvaluator(segments(("pros", "traits.plan == 'pro'")))
+    engine = FeatureEngine([])
+    profile = Profile(profile_id="p1", created_at=isoformat(NOW))
+    later = NOW + timedelta(hours=1)
+    with store.transaction() as writer:
+        writer.create(profile)
+        for moment, plan in ((NOW, "pro"), (NOW, "free"), (later, "pro"), (later, "pro")):
+            profile.traits["plan"] = plan
+            doc = profile_document(profile, engine, moment)
+            evaluator.update_memberships(writer, profile, doc, moment)
+        # an equal time in another object is stamped the same
+        same_later = datetime.fromisoformat(later.isoformat())
+        assert evaluator.evaluate(profile_document(profile, engine, same_later), same_later)
+    assert profile.segments == {"pros": isoformat(later)}
+    changes = [(c.change, c.at) for _, c in store.segment_changes()]
+    assert changes == [
+        ("enter", isoformat(NOW)),
+        ("exit", isoformat(NOW)),
+        ("enter", isoformat(later)),
+    ]
