@@ -290,7 +290,7 @@ class _SqliteWriter(ProfileWriter):
                 event.timestamp,
                 event.type,
                 event.name,
-                orjson.dumps(event.event),
+                event.encoded if event.encoded is not None else orjson.dumps(event.event),
             ),
         )
         return cursor.rowcount > 0

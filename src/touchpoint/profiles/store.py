@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from touchpoint.profiles.model import Identity, MergeRecord, Profile
@@ -22,13 +22,15 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class TimelineEvent:
-    """An event as applied to a profile."""
+    """An event as applied to a profile. `encoded`, when given, is `event` already encoded as
+    JSON (the log's payload), so a store need not encode it again."""
 
     message_id: str
     timestamp: str
     type: str
     name: str | None
     event: dict[str, Any]
+    encoded: bytes | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -293,6 +293,7 @@ class StreamProcessor:
             type=str(event.get("type")),
             name=_event_name(event),
             event=event,
+            encoded=entry.payload,
         )
         if not batch.writer.record_event(profile_id, timeline_event):
             batch.counts.duplicates += 1
