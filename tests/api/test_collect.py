@@ -216,3 +216,34 @@ def test_a_store_that_cannot_write_is_a_503_with_retry_after(
     assert response.status_code == 503
     assert response.headers["retry-after"] == "1"
     assert response.json()["error"]["code"] == "unavailable"
+
+
+def test_large_bodies_are_prepared_on_the_threadpool_with_the_same_outcome(
+    client: TestClient, workspace: Workspace, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    from touchpoint.api.routers import collect as collect_router
+
+    threads: list[str] = []
+    prepare = workspace.collector.prepare
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        threads.append(threading.current_thread().name)
+        return prepare(*args, **kwargs)
+
+    monkeypatch.setattr(workspace.collector, "prepare", spy)
+    events = [track("big-1"), {"type": "launch", "userId": "u"}]
+    small = post_batch(client, events)
+    monkeypatch.setattr(collect_router, "INLINE_BODY_BYTES", 10)
+    large = post_batch(client, [track("big-2"), {"type": "launch", "userId": "u"}])
+    assert small.status_code == large.status_code == 200
+    assert small.json()["accepted"] == large.json()["accepted"] == 1
+    assert small.json()["rejected"][0]["errors"] == large.json()["rejected"][0]["errors"]
+    loop_thread, pool_thread = threads
+    assert loop_thread != pool_thread  # inline on the loop, then on a worker thread
+    bad = client.post("/v1/track", content=b"{nope", headers=basic(WRITE_KEY))
+    assert bad.status_code == 400 and "JSON" in bad.json()["error"]["message"]
+    unknown = client.post("/v1/identify", json={"userId": "u"}, headers=basic("wk_unknown"))
+    assert unknown.status_code == 401
+    assert workspace.log.count() == 2

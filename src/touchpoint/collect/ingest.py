@@ -6,6 +6,11 @@ good ones are appended to the log in one call (durable, deduplicated on
 `messageId`), the bad ones stored in the rejected store with their reasons;
 only then does `collect` return, so a 200 built from its result means nothing
 acknowledged can be lost.
+
+`collect` is `prepare` (pure CPU: no I/O, never blocks) then `commit` (the
+writes, which block until the log's group commit). Callers may run the two on
+different threads: the HTTP handlers prepare on the event loop and commit on
+the threadpool.
 """
 
 from __future__ import annotations
@@ -19,11 +24,16 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from touchpoint.collect.events import IncomingEvent, event_errors, normalize_event
+from touchpoint.collect.events import (
+    canonical_time,
+    event_errors,
+    normalize_fields,
+    validate_event,
+)
 from touchpoint.collect.pii import IdentityHasher, identifier_text, normalize
 from touchpoint.collect.plan import TrackingPlan
 from touchpoint.collect.rejected import NewRejected, RejectedStore
-from touchpoint.core.clock import isoformat, utcnow
+from touchpoint.core.clock import utcnow
 from touchpoint.core.config import IdentityKind, SourceConfig, TouchpointConfig
 from touchpoint.core.errors import TouchpointError, Unavailable
 from touchpoint.core.metrics import Metrics
@@ -70,12 +80,40 @@ class CollectResult:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class PreparedBatch:
+    """A request's messages checked and turned into log records; nothing written yet.
+
+    `record_indexes[i]` is the index in the request of `records[i]`; `to_store` holds the
+    rejected messages as the rejected store keeps them (PII hashed).
+    """
+
+    source: SourceConfig
+    records: list[LogRecord]
+    record_indexes: list[int]
+    rejected: list[EventProblem]
+    flagged: list[EventProblem]
+    to_store: list[NewRejected]
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """What every message of one request shares (`received_text` formatted once)."""
+
+    source: SourceConfig
+    received_at: datetime
+    received_text: str
+    sent_at: datetime | None
+    context: dict[str, Any] | None
+
+
 class PiiHasher:
     """Replaces the values of PII identity kinds in an event by their keyed hashes."""
 
     def __init__(self, kinds: Sequence[IdentityKind], hasher: IdentityHasher) -> None:
         self._hasher = hasher
-        self._paths: list[tuple[IdentityKind, tuple[tuple[str, ...], ...]]] = []
+        # (kind, keys down to the parent dict, key of the value): split once, not per event
+        self._targets: list[tuple[IdentityKind, tuple[str, ...], str]] = []
         for kind in kinds:
             if not kind.pii:
                 continue
@@ -83,22 +121,21 @@ class PiiHasher:
             paths = [path]
             if path[0] == "traits":
                 paths.append(("context", *path))
-            self._paths.append((kind, tuple(paths)))
+            self._targets += [(kind, path[:-1], path[-1]) for path in paths]
 
     def apply(self, event: dict[str, Any]) -> None:
         """Hash in place; values already hashed are left alone (replays stay stable)."""
-        for kind, paths in self._paths:
-            for path in paths:
-                parent: Any = event
-                for part in path[:-1]:
-                    parent = parent.get(part) if isinstance(parent, dict) else None
-                if not isinstance(parent, dict) or path[-1] not in parent:
-                    continue
-                text = identifier_text(parent[path[-1]])
-                if text is None:
-                    del parent[path[-1]]
-                elif not self._hasher.is_hashed(text):
-                    parent[path[-1]] = self._hasher.hash(kind.name, normalize(text, kind.normalize))
+        for kind, parents, leaf in self._targets:
+            parent: Any = event
+            for part in parents:
+                parent = parent.get(part) if isinstance(parent, dict) else None
+            if not isinstance(parent, dict) or leaf not in parent:
+                continue
+            text = identifier_text(parent[leaf])
+            if text is None:
+                del parent[leaf]
+            elif not self._hasher.is_hashed(text):
+                parent[leaf] = self._hasher.hash(kind.name, normalize(text, kind.normalize))
 
 
 class Collector:
@@ -132,21 +169,33 @@ class Collector:
         store_rejections: bool = True,
     ) -> CollectResult:
         """Validate, log the good messages and store the bad; durable when it returns."""
+        prepared = self.prepare(source, messages, sent_at=sent_at, batch_context=batch_context)
+        return self.commit(prepared, store_rejections=store_rejections)
+
+    def prepare(
+        self,
+        source: SourceConfig,
+        messages: Sequence[Any],
+        *,
+        sent_at: datetime | None = None,
+        batch_context: dict[str, Any] | None = None,
+    ) -> PreparedBatch:
+        """Check every message and build its log record or its rejection. CPU only: no I/O,
+        so it may run on an event loop; `commit` then does the writes."""
         received_at = self._clock()
+        request = _Request(source, received_at, canonical_time(received_at), sent_at, batch_context)
         records: list[LogRecord] = []
         record_indexes: list[int] = []
         rejected: list[EventProblem] = []
         flagged: list[EventProblem] = []
         to_store: list[NewRejected] = []
         for index, message in enumerate(messages):
-            stored, problem = self._prepare(
-                index, message, source, received_at, sent_at, batch_context
-            )
-            if problem is not None and stored is None:
+            stored, problem = self._prepare(index, message, request)
+            if stored is None:
+                assert problem is not None
                 rejected.append(problem)
-                to_store.append(self._rejection(source, message, problem, received_at))
+                to_store.append(self._rejection(request, message, problem))
                 continue
-            assert stored is not None
             if problem is not None:
                 flagged.append(problem)
             records.append(
@@ -157,10 +206,16 @@ class Collector:
                 )
             )
             record_indexes.append(index)
+        return PreparedBatch(source, records, record_indexes, rejected, flagged, to_store)
+
+    def commit(self, prepared: PreparedBatch, *, store_rejections: bool = True) -> CollectResult:
+        """Append the records (durable, deduplicated) and store the rejections; blocks until
+        the log's group commit, so what it returns may be acknowledged."""
+        records = prepared.records
         try:
             result = self._log.append(records) if records else None
-            if to_store and store_rejections:
-                self._rejected.add(to_store)
+            if prepared.to_store and store_rejections:
+                self._rejected.add(prepared.to_store)
         except TouchpointError:
             raise
         except Exception as error:
@@ -168,35 +223,29 @@ class Collector:
             logger.exception("collect: the stores refused a write of %d events", len(records))
             raise Unavailable("the event store cannot take writes now; retry shortly") from error
         accepted_indexes = tuple(
-            record_indexes[position]
+            prepared.record_indexes[position]
             for position, placed in enumerate(result.positions if result else ())
             if placed is not None
         )
         outcome = CollectResult(
             accepted=result.appended if result else 0,
             duplicates=result.duplicates if result else 0,
-            rejected=rejected,
-            flagged=flagged,
+            rejected=prepared.rejected,
+            flagged=prepared.flagged,
             accepted_indexes=accepted_indexes,
         )
-        self._count(source, outcome)
+        self._count(prepared.source, outcome)
         return outcome
 
     def _prepare(
-        self,
-        index: int,
-        message: Any,
-        source: SourceConfig,
-        received_at: datetime,
-        sent_at: datetime | None,
-        batch_context: dict[str, Any] | None,
+        self, index: int, message: Any, request: _Request
     ) -> tuple[dict[str, Any] | None, EventProblem | None]:
         """(stored event, None) | (stored event, flag) | (None, rejection)."""
-        raw_id = message.get("messageId") if isinstance(message, dict) else None
-        message_id = raw_id if isinstance(raw_id, str) else None
         if not isinstance(message, dict):
             errors = [{"field": "<event>", "reason": "an event must be a JSON object"}]
             return None, EventProblem(index, None, "invalid", errors)
+        raw_id = message.get("messageId")
+        message_id = raw_id if isinstance(raw_id, str) else None
         size = len(orjson.dumps(message))
         if size > self._max_event_bytes:
             reason = f"the event is {size} bytes; the limit is {self._max_event_bytes}"
@@ -204,38 +253,39 @@ class Collector:
                 index, message_id, "too_large", [{"field": "<event>", "reason": reason}]
             )
         try:
-            incoming = IncomingEvent.model_validate(message)
+            fields, extra = validate_event(message)
         except ValidationError as error:
             return None, EventProblem(index, message_id, "invalid", event_errors(error))
-        stored = normalize_event(
-            incoming,
-            source=source.name,
-            received_at=received_at,
-            batch_sent_at=sent_at,
-            batch_context=batch_context,
+        stored = normalize_fields(
+            fields,
+            extra,
+            source=request.source.name,
+            received_at=request.received_at,
+            batch_sent_at=request.sent_at,
+            batch_context=request.context,
+            received_text=request.received_text,
         )
         problem = None
-        if source.tracking_plan_mode != "off":
+        mode = request.source.tracking_plan_mode
+        if mode != "off":
             violations = self._plan.violations(stored)
             if violations:
                 problem = EventProblem(index, stored["messageId"], "tracking_plan", violations)
-                if source.tracking_plan_mode == "enforce":
+                if mode == "enforce":
                     return None, problem
                 stored["violations"] = [f"{item['field']}: {item['reason']}" for item in violations]
         self._pii.apply(stored)
         return stored, problem
 
-    def _rejection(
-        self, source: SourceConfig, message: Any, problem: EventProblem, received_at: datetime
-    ) -> NewRejected:
+    def _rejection(self, request: _Request, message: Any, problem: EventProblem) -> NewRejected:
         event = message
         if isinstance(message, dict):
             event = orjson.loads(orjson.dumps(message))  # a private copy to hash PII in
             self._pii.apply(event)
         return NewRejected(
-            source=source.name,
+            source=request.source.name,
             message_id=problem.message_id,
-            received_at=isoformat(received_at),
+            received_at=request.received_text,
             reason=problem.reason,
             errors=problem.errors,
             event=event,

@@ -400,3 +400,45 @@ def test_build_event_log_paths_and_settings(tmp_path: Path) -> None:
     finally:
         default.close()
         configured.close()
+
+
+def test_a_transaction_runs_a_few_wide_statements_not_one_per_row(tmp_path: Path) -> None:
+    # Each statement step gives the GIL up; a step per row starved the writer of it.
+    log = SqliteEventLog(tmp_path / "log.sqlite3", partitions=4, dedup_window=HOUR)
+    try:
+        log.append([record("seen")])
+        statements: list[str] = []
+        log._submit(lambda tx: tx.connection.set_trace_callback(statements.append))
+        batch = [record(f"m{i}", key=f"k{i % 7}") for i in range(1000)]
+        result = log.append([*batch, record("seen"), record("m3")])
+        log._submit(lambda tx: tx.connection.set_trace_callback(None))
+        assert result.appended == 1000 and result.positions[-2:] == (None, None)
+        assert 8 <= len(statements) <= 25, statements  # was about 2,000
+        assert log.count() == 1001
+        assert [log.end_offset(part) for part in range(4)] == [
+            sum(1 for item in [record("seen"), *batch] if log.partition_for(item.key) == part)
+            for part in range(4)
+        ]
+    finally:
+        log.close()
+
+
+def test_statements_stay_within_a_low_variable_limit(tmp_path: Path) -> None:
+    class OldLimitLog(SqliteEventLog):  # SQLite before 3.32 allowed 999 variables
+        def _connect(self) -> sqlite3.Connection:
+            connection = super()._connect()
+            connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+            return connection
+
+    log = OldLimitLog(tmp_path / "log.sqlite3", partitions=3, dedup_window=HOUR)
+    try:
+        assert log._most_rows == 128
+        first = log.append([record(f"a{i}", key=f"k{i % 5}") for i in range(700)])
+        again = log.append([record(f"a{i}") for i in range(650, 750)])
+        assert first.appended == 700
+        assert (again.appended, again.duplicates) == (50, 50)
+        entries = [entry for part in range(3) for entry in log.read(part, 0, limit=1000)]
+        assert sorted(entry.message_id for entry in entries) == sorted(f"a{i}" for i in range(750))
+        assert all(entry.payload == entry.message_id.encode() for entry in entries)
+    finally:
+        log.close()

@@ -1,13 +1,23 @@
 """Segment's HTTP Tracking API: `/v1/batch` and the single-event endpoints.
 
 Handlers read the body within its size limit, undo gzip, parse JSON, find the
-source from the write key and hand the messages to the collector. The reply is
-sent only after the collector returns, i.e. after the durable append.
+source from the write key and have the collector prepare the messages, then
+commit them on the threadpool (the durable append blocks until the log's group
+commit). The reply is sent only after the commit.
+
+Where preparing runs is a measured choice. It is CPU work that holds the GIL
+wherever it runs, so a worker thread adds no parallelism, only contention: one
+more thread busy in Python for the log's writer to wait behind each time it
+takes the GIL back from SQLite. Preparing on the event loop measured 8% more
+events/s and 7% less CPU per event than on the threadpool (14% and 13% more
+than parsing the JSON there too). It stalls the loop meanwhile, about 2 ms per
+100 events, so bodies over `INLINE_BODY_BYTES` are prepared on the threadpool.
 """
 
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -17,12 +27,15 @@ from starlette.concurrency import run_in_threadpool
 from touchpoint.api.deps import WorkspaceDep, basic_user, source_for_key
 from touchpoint.api.errors import error_response
 from touchpoint.api.responses import OrjsonResponse
-from touchpoint.collect.ingest import CollectResult
+from touchpoint.collect.events import plausible_time
+from touchpoint.collect.ingest import CollectResult, PreparedBatch
 from touchpoint.core.clock import parse_timestamp
 from touchpoint.core.errors import BadRequest, PayloadTooLarge
 from touchpoint.runtime import Workspace
 
 router = APIRouter(tags=["collect"])
+
+INLINE_BODY_BYTES = 128 * 1024  # prepared on the event loop up to this size (a few ms)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -65,24 +78,56 @@ def parse_json(body: bytes) -> Any:
         raise BadRequest(f"the body is not valid JSON: {error}") from None
 
 
-async def _collect(
-    request: Request,
-    workspace: Workspace,
-    body: dict[str, Any],
-    messages: list[Any],
-) -> OrjsonResponse:
+def _prepare(
+    request: Request, workspace: Workspace, body: dict[str, Any], messages: list[Any]
+) -> PreparedBatch:
+    """Find the source, check the batch-level fields and prepare the messages."""
     source = source_for_key(workspace, basic_user(request) or _body_key(body))
     sent_at = None
     if body.get("sentAt") is not None:
         sent_at = parse_timestamp(body["sentAt"])
+        try:
+            sent_at = plausible_time(sent_at) if sent_at is not None else None
+        except ValueError:
+            sent_at = None
         if sent_at is None:
-            raise BadRequest("sentAt: not an ISO-8601 timestamp", details={"field": "sentAt"})
+            reason = "sentAt: not an ISO-8601 timestamp between 1970 and 2200"
+            raise BadRequest(reason, details={"field": "sentAt"})
     context = body.get("context")
     if context is not None and not isinstance(context, dict):
         raise BadRequest("context: must be an object", details={"field": "context"})
-    result: CollectResult = await run_in_threadpool(
-        workspace.collector.collect, source, messages, sent_at=sent_at, batch_context=context
-    )
+    return workspace.collector.prepare(source, messages, sent_at=sent_at, batch_context=context)
+
+
+def _prepare_batch(request: Request, workspace: Workspace, raw: bytes) -> PreparedBatch:
+    body = parse_json(raw)
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object with a `batch` list")
+    messages = body.get("batch")
+    if not isinstance(messages, list):
+        raise BadRequest("batch: must be a list of events", details={"field": "batch"})
+    return _prepare(request, workspace, body, messages)
+
+
+def _prepare_single(request: Request, workspace: Workspace, raw: bytes, kind: str) -> PreparedBatch:
+    body = parse_json(raw)
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object (one event)")
+    message = {key: value for key, value in body.items() if key != "writeKey"}
+    message["type"] = kind
+    return _prepare(request, workspace, body, [message])
+
+
+async def _collect(
+    workspace: Workspace, raw: bytes, prepare: Callable[[], PreparedBatch]
+) -> OrjsonResponse:
+    """`prepare()` on the loop or, for a large body, on the threadpool; then commit."""
+    collector = workspace.collector
+    if len(raw) <= INLINE_BODY_BYTES:
+        prepared = prepare()
+        result = await run_in_threadpool(collector.commit, prepared)
+    else:
+        result = await run_in_threadpool(lambda: collector.commit(prepare()))
     return _response(result)
 
 
@@ -106,24 +151,17 @@ def _response(result: CollectResult) -> OrjsonResponse:
 @router.post("/v1/batch", summary="Send a batch of events (Segment spec)")
 async def batch(request: Request, workspace: WorkspaceDep) -> OrjsonResponse:
     limit = workspace.settings.config.collect.max_batch_bytes
-    body = parse_json(await read_body(request, limit))
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object with a `batch` list")
-    messages = body.get("batch")
-    if not isinstance(messages, list):
-        raise BadRequest("batch: must be a list of events", details={"field": "batch"})
-    return await _collect(request, workspace, body, messages)
+    raw = await read_body(request, limit)
+    return await _collect(workspace, raw, lambda: _prepare_batch(request, workspace, raw))
 
 
 def _single(kind: str) -> Any:
     async def endpoint(request: Request, workspace: WorkspaceDep) -> OrjsonResponse:
         limit = workspace.settings.config.collect.max_event_bytes
-        body = parse_json(await read_body(request, limit))
-        if not isinstance(body, dict):
-            raise BadRequest("the body must be a JSON object (one event)")
-        message = {key: value for key, value in body.items() if key != "writeKey"}
-        message["type"] = kind
-        return await _collect(request, workspace, body, [message])
+        raw = await read_body(request, limit)
+        return await _collect(
+            workspace, raw, lambda: _prepare_single(request, workspace, raw, kind)
+        )
 
     endpoint.__name__ = kind
     return endpoint
