@@ -146,6 +146,16 @@ def test_commit_and_committed_per_group(backends: Backend) -> None:
     assert log.read(0, log.committed("warehouse", 0)) == entries[1:]
 
 
+def test_commit_many_records_every_partition_at_once(backends: Backend) -> None:
+    log = backends.event_log(partitions=3)
+    log.commit_many("processor", {0: 4, 2: 9})
+    assert [log.committed("processor", p) for p in range(3)] == [4, 0, 9]
+    log.commit_many("processor", {})
+    with pytest.raises(ValueError):
+        log.commit_many("processor", {1: -1})
+    assert log.committed("processor", 1) == 0
+
+
 def test_commit_may_move_back_for_a_replay(backends: Backend) -> None:
     log = backends.event_log(partitions=1)
     log.append([record(f"m{i}") for i in range(3)])

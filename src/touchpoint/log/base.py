@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import abc
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 
@@ -88,6 +88,12 @@ class EventLog(abc.ABC):
     @abc.abstractmethod
     def commit(self, group: str, partition: int, offset: int) -> None:
         """Record that `group` has processed `partition` up to (not including) `offset`."""
+
+    def commit_many(self, group: str, positions: Mapping[int, int]) -> None:
+        """Commit several partitions' positions at once (one durable write where the backend
+        can). The default commits them one by one."""
+        for partition, offset in positions.items():
+            self.commit(group, partition, offset)
 
     @abc.abstractmethod
     def committed(self, group: str, partition: int) -> int:

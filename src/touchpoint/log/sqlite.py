@@ -28,7 +28,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -411,14 +411,21 @@ class SqliteEventLog(EventLog):
         Not monotonic on purpose: committing a lower offset moves the group back,
         which is how a replay starts over.
         """
-        self._check_partition(partition)
-        if not group or offset < 0:
-            raise ValueError("a commit needs a group name and an offset >= 0")
+        self.commit_many(group, {partition: offset})
+
+    def commit_many(self, group: str, positions: Mapping[int, int]) -> None:
+        """Durably record `group`'s positions in several partitions in one transaction."""
+        for partition, offset in positions.items():
+            self._check_partition(partition)
+            if not group or offset < 0:
+                raise ValueError("a commit needs a group name and an offset >= 0")
+        if not positions:
+            return
         self._submit(
-            lambda tx: tx.connection.execute(
+            lambda tx: tx.connection.executemany(
                 "INSERT OR REPLACE INTO consumer_offsets "
                 "(consumer_group, partition, offset, committed_at) VALUES (?, ?, ?, ?)",
-                (group, partition, offset, tx.now),
+                [(group, partition, offset, tx.now) for partition, offset in positions.items()],
             )
         )
 

@@ -222,8 +222,9 @@ class StreamProcessor:
                             raise
                         except Exception:
                             self._isolate(batch)
-            for batch in batches:
-                self.log.commit(self.group, batch[-1].partition, batch[-1].offset + 1)
+            self.log.commit_many(
+                self.group, {batch[-1].partition: batch[-1].offset + 1 for batch in batches}
+            )
             self.last_applied_at = time.time()
             return len(entries)
 
