@@ -25,7 +25,6 @@ import orjson
 from pydantic import ValidationError
 
 from touchpoint.collect.events import (
-    canonical_time,
     event_errors,
     normalize_fields,
     validate_event,
@@ -33,7 +32,7 @@ from touchpoint.collect.events import (
 from touchpoint.collect.pii import IdentityHasher, identifier_text, normalize
 from touchpoint.collect.plan import TrackingPlan
 from touchpoint.collect.rejected import NewRejected, RejectedStore
-from touchpoint.core.clock import utcnow
+from touchpoint.core.clock import isoformat, utcnow
 from touchpoint.core.config import IdentityKind, SourceConfig, TouchpointConfig
 from touchpoint.core.errors import TouchpointError, Unavailable
 from touchpoint.core.metrics import Metrics
@@ -183,7 +182,7 @@ class Collector:
         """Check every message and build its log record or its rejection. CPU only: no I/O,
         so it may run on an event loop; `commit` then does the writes."""
         received_at = self._clock()
-        request = _Request(source, received_at, canonical_time(received_at), sent_at, batch_context)
+        request = _Request(source, received_at, isoformat(received_at), sent_at, batch_context)
         records: list[LogRecord] = []
         record_indexes: list[int] = []
         rejected: list[EventProblem] = []

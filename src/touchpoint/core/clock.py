@@ -60,11 +60,24 @@ def parse_timestamp(value: object) -> datetime | None:
     return None
 
 
+_ZERO = timedelta(0)
+
+
 def isoformat(moment: datetime) -> str:
     """Canonical text form of a time: UTC, millisecond precision, `Z` suffix.
 
-    Canonical form matters: stored timestamps compare as strings in SQL.
+    Canonical form matters: stored timestamps compare as strings in SQL. It is on the
+    ingest hot path (every event), so a UTC time has its fields printed directly, at
+    twice the speed of `strftime` (which also does not pad years below 1000).
     """
-    return (
-        moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    if moment.utcoffset() != _ZERO:
+        moment = moment.astimezone(UTC)
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (  # noqa: UP031 - twice an f-string's speed
+        moment.year,
+        moment.month,
+        moment.day,
+        moment.hour,
+        moment.minute,
+        moment.second,
+        moment.microsecond // 1000,
     )

@@ -9,7 +9,6 @@ from pydantic_core import TzInfo
 from touchpoint.collect import events as events_module
 from touchpoint.collect.events import (
     IncomingEvent,
-    canonical_time,
     event_errors,
     normalize_event,
     normalize_fields,
@@ -110,26 +109,27 @@ def test_timestamps_in_the_future_are_clamped_to_reception() -> None:
     assert near["timestamp"] == "2026-11-24T12:01:00.000Z"
 
 
-# -- the hot path: validate_event / normalize_fields / canonical_time -----------------------
+# -- the hot path: validate_event / normalize_fields / isoformat -----------------------
 
 
 @pytest.mark.parametrize(
-    "moment",
+    ("moment", "text"),
     [
-        datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC),
-        datetime(2026, 11, 24, 12, 0, 0, 999_999, tzinfo=UTC),  # truncated, not rounded
-        datetime(2026, 1, 2, 3, 4, 5, 6_000, tzinfo=TzInfo(0)),  # what pydantic parses
-        datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone(timedelta(0))),
-        datetime(2026, 1, 2, 3, 4, 5, 123_456, tzinfo=timezone(timedelta(hours=5, minutes=30))),
-        datetime(2026, 1, 2, 23, 59, 59, tzinfo=TzInfo(-3600)),
-        datetime(999, 12, 31, 23, 0, 0, tzinfo=UTC),  # strftime does not pad small years
-        datetime(1000, 1, 1, tzinfo=UTC),
-        datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
-        datetime(2026, 6, 1, 12, 0, 0),  # naive: both read it as local time
+        (datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC), "2026-11-24T12:00:00.000Z"),
+        (datetime(2026, 11, 24, 12, 0, 0, 999_999, tzinfo=UTC), "2026-11-24T12:00:00.999Z"),
+        (datetime(2026, 1, 2, 3, 4, 5, 6_000, tzinfo=TzInfo(0)), "2026-01-02T03:04:05.006Z"),
+        (datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone(timedelta(0))), "2026-01-02T03:04:05.000Z"),
+        (
+            datetime(2026, 1, 2, 3, 4, 5, 123_456, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+            "2026-01-01T21:34:05.123Z",
+        ),
+        (datetime(2026, 1, 2, 23, 59, 59, tzinfo=TzInfo(-3600)), "2026-01-03T00:59:59.000Z"),
+        (datetime(999, 12, 31, 23, 0, 0, tzinfo=UTC), "0999-12-31T23:00:00.000Z"),
+        (datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC), "9999-12-31T23:59:59.999Z"),
     ],
 )
-def test_canonical_time_is_the_clock_s_isoformat(moment: datetime) -> None:
-    assert canonical_time(moment) == isoformat(moment)
+def test_isoformat_is_canonical_utc_milliseconds(moment: datetime, text: str) -> None:
+    assert isoformat(moment) == text
 
 
 def test_the_fast_path_is_in_use() -> None:
