@@ -13,7 +13,7 @@ The events table has no index but its key `(partition, offset)`: an index on a
 random value (message id, person) costs about as much as the insert, and dedup
 already pays for one. Erasure therefore scans (see `_erase`).
 
-A transaction runs few, wide statements (see `_Transaction`): the writer thread
+A transaction runs few, wide statements (see `WriteTransaction`): the writer thread
 shares the GIL with the HTTP loop and the stream processor, and the sqlite3
 module gives the GIL up at every step of a statement, so a writer that stepped
 once per row spent most of a transaction waiting to get it back.
@@ -22,13 +22,12 @@ once per row spent most of a transaction waiting to get it back.
 from __future__ import annotations
 
 import functools
-import itertools
 import logging
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -37,16 +36,13 @@ from typing import Any, TypeVar, cast
 
 from touchpoint.core.errors import DefinitionError, Unavailable
 from touchpoint.log.base import AppendResult, EventLog, LogEntry, LogRecord, partition_for
+from touchpoint.log.sqlite_transaction import MAX_ROWS, WriteTransaction, chunks, marks
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 SCHEMA_VERSION = "1"
-_CHUNK = 500  # values per `IN (...)` list, well under SQLite's variable limit
-_MAX_ROWS = 512  # rows (or `IN` values) per statement at most; see `_Transaction`
-_INSERT_EVENTS = "INSERT INTO events (partition, offset, key, message_id, payload, appended_at)"
-_INSERT_DEDUP = "INSERT OR REPLACE INTO dedup_keys (message_id, seen_at)"
 _PRUNE_CHUNK = 20_000  # dedup keys deleted per transaction, so appends never wait long
 _STOP = object()
 
@@ -67,129 +63,9 @@ CREATE INDEX IF NOT EXISTS dedup_keys_by_seen_at ON dedup_keys (seen_at);
 """
 
 
-def _chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
-    for start in range(0, len(values), _CHUNK):
-        yield values[start : start + _CHUNK]
-
-
-def _marks(values: Sequence[object]) -> str:
-    return ",".join("?" * len(values))
-
-
-def _pieces(total: int, most: int) -> Iterator[tuple[int, int]]:
-    """`(start, size)` pieces of `total` items: `most` at a time, then powers of two.
-
-    So a statement over n items runs in a few steps, and only a few statement texts exist,
-    which all stay in the connection's statement cache.
-    """
-    start = 0
-    while start < total:
-        size = min(most, 1 << ((total - start).bit_length() - 1))
-        yield start, size
-        start += size
-
-
-@functools.lru_cache(maxsize=256)
-def _values_sql(head: str, width: int, rows: int) -> str:
-    row = "(" + ",".join("?" * width) + ")"
-    return f"{head} VALUES {','.join([row] * rows)}"
-
-
-@functools.lru_cache(maxsize=64)
-def _seen_sql(values: int) -> str:
-    marks = ",".join("?" * values)
-    return f"SELECT message_id FROM dedup_keys WHERE message_id IN ({marks}) AND seen_at >= ?"
-
-
-@dataclass
-class _Transaction:
-    """What one writer transaction shares between the requests coalesced into it.
-
-    Its statements are few and wide on purpose. The sqlite3 module lets go of the GIL
-    around every step of a statement and must take it back after; while other threads run
-    Python, each take-back can wait milliseconds. Stepping once per row (two `executemany`
-    per append, a statement per partition) left the writer waiting for the GIL about two
-    thirds of each transaction when the stream processor shared the process. So dedup keys
-    are looked up for all coalesced appends in one statement, appends only place their
-    records and `flush` inserts the rows with multi-row statements, and partition state is
-    read and written with one statement each: about a dozen steps per transaction instead
-    of two per event. (Multi-row statements need a statement journal; `temp_store = MEMORY`
-    keeps it off the disk, which makes them cost no more CPU than `executemany`.)
-    """
-
-    connection: sqlite3.Connection
-    now: float
-    dedup_since: float = float("-inf")
-    most_rows: int = _MAX_ROWS
-    next_offsets: dict[int, int] | None = None
-    count_changes: dict[int, int] = field(default_factory=dict)
-    appended: int = 0
-    seen: set[str] = field(default_factory=set)  # in the log (within the window) or added here
-    looked_up: set[str] = field(default_factory=set)
-    event_rows: list[tuple[int, int, str, str, bytes, float]] = field(default_factory=list)
-
-    def look_up(self, message_ids: Iterable[str]) -> None:
-        """Add to `seen` those of `message_ids` the dedup table holds within the window."""
-        new = [key for key in dict.fromkeys(message_ids) if key not in self.looked_up]
-        self.looked_up.update(new)
-        for start in range(0, len(new), self.most_rows):
-            chunk = new[start : start + self.most_rows]
-            padded = 1 << (len(chunk) - 1).bit_length()  # repeats change nothing in `IN`
-            chunk += [chunk[-1]] * (padded - len(chunk))
-            rows = self.connection.execute(_seen_sql(padded), (*chunk, self.dedup_since))
-            self.seen.update(row[0] for row in rows)
-
-    def take_offset(self, partition: int) -> int:
-        if self.next_offsets is None:
-            sql = "SELECT group_concat(partition || ':' || next_offset, ',') FROM partitions"
-            text = self.connection.execute(sql).fetchone()[0]
-            pairs = (item.split(":") for item in text.split(","))
-            self.next_offsets = {int(part): int(offset) for part, offset in pairs}
-        offset = self.next_offsets[partition]
-        self.next_offsets[partition] = offset + 1
-        self.count_changes[partition] = self.count_changes.get(partition, 0) + 1
-        self.appended += 1
-        return offset
-
-    def change_count(self, partition: int, change: int) -> None:
-        self.count_changes[partition] = self.count_changes.get(partition, 0) + change
-
-    def flush(self) -> None:
-        """Insert the rows appends left pending, with their dedup keys."""
-        rows, self.event_rows = self.event_rows, []
-        for start, size in _pieces(len(rows), self.most_rows):
-            chunk = rows[start : start + size]
-            self.connection.execute(
-                _values_sql(_INSERT_EVENTS, 6, size), list(itertools.chain.from_iterable(chunk))
-            )
-            keys = [value for row in chunk for value in (row[3], row[5])]
-            self.connection.execute(_values_sql(_INSERT_DEDUP, 2, size), keys)
-
-    def save_partitions(self) -> None:
-        """Write next offsets and record counts back (inside the transaction)."""
-        changed = sorted(self.count_changes)
-        if not changed:
-            return
-        cases = " ".join(["WHEN ? THEN ?"] * len(changed))
-        params: list[int] = []
-        set_offsets = ""
-        if self.next_offsets is not None:
-            set_offsets = f"next_offset = CASE partition {cases} ELSE next_offset END, "
-            for part in changed:
-                params += (part, self.next_offsets[part])
-        for part in changed:
-            params += (part, self.count_changes[part])
-        self.connection.execute(
-            f"UPDATE partitions SET {set_offsets}"
-            f"record_count = record_count + CASE partition {cases} ELSE 0 END "
-            f"WHERE partition IN ({_marks(changed)})",
-            (*params, *changed),
-        )
-
-
 @dataclass
 class _Request:
-    apply: Callable[[_Transaction], Any]
+    apply: Callable[[WriteTransaction], Any]
     records: Sequence[LogRecord] = ()  # an append's, so their dedup keys are looked up early
     future: Future[Any] = field(default_factory=Future)
 
@@ -244,7 +120,7 @@ class SqliteEventLog(EventLog):
             self._writer_connection.execute(f"PRAGMA {pragma}")
         self._create_schema()
         variables = self._writer_connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-        self._most_rows = min(_MAX_ROWS, 1 << ((variables // 6).bit_length() - 1))
+        self._most_rows = min(MAX_ROWS, 1 << ((variables // 6).bit_length() - 1))
         self._last_prune = clock()
         self._writer = threading.Thread(
             target=self._run, name=f"event-log:{self.path.name}", daemon=True
@@ -292,7 +168,9 @@ class SqliteEventLog(EventLog):
 
     # -- the writer ----------------------------------------------------------------------
 
-    def _submit(self, apply: Callable[[_Transaction], T], records: Sequence[LogRecord] = ()) -> T:
+    def _submit(
+        self, apply: Callable[[WriteTransaction], T], records: Sequence[LogRecord] = ()
+    ) -> T:
         request = _Request(apply, records)
         with self._submit_lock:
             if self._closed:
@@ -332,7 +210,9 @@ class SqliteEventLog(EventLog):
         try:
             connection.execute("BEGIN IMMEDIATE")
             now = self._clock()
-            transaction = _Transaction(connection, now, now - self.dedup_window, self._most_rows)
+            transaction = WriteTransaction(
+                connection, now, now - self.dedup_window, self._most_rows
+            )
             transaction.look_up(record.message_id for item in batch for record in item.records)
             results: list[Any] = []
             for request in batch:
@@ -370,7 +250,7 @@ class SqliteEventLog(EventLog):
             return AppendResult(())
         return self._submit(lambda tx: self._insert(tx, batch), batch)
 
-    def _insert(self, tx: _Transaction, records: Sequence[LogRecord]) -> AppendResult:
+    def _insert(self, tx: WriteTransaction, records: Sequence[LogRecord]) -> AppendResult:
         """Dedup and place `records`; their rows are written by `tx.flush`."""
         tx.look_up(record.message_id for record in records)  # done already when coalesced
         seen, rows, now, partitions = tx.seen, tx.event_rows, tx.now, self.partitions
@@ -468,7 +348,7 @@ class SqliteEventLog(EventLog):
             if deleted < _PRUNE_CHUNK:
                 return total
 
-    def _delete_expired(self, tx: _Transaction, now: float) -> int:
+    def _delete_expired(self, tx: WriteTransaction, now: float) -> int:
         cursor = tx.connection.execute(
             "DELETE FROM dedup_keys WHERE message_id IN "
             "(SELECT message_id FROM dedup_keys WHERE seen_at < ? LIMIT ?)",
@@ -498,8 +378,8 @@ class SqliteEventLog(EventLog):
         try:
             ends = reader.execute("SELECT partition, next_offset FROM partitions").fetchall()
             found: list[tuple[int, int]] = []
-            for chunk in _chunks(unique):
-                sql = f"SELECT partition, offset FROM events WHERE {column} IN ({_marks(chunk)})"
+            for chunk in chunks(unique):
+                sql = f"SELECT partition, offset FROM events WHERE {column} IN ({marks(chunk)})"
                 found.extend(reader.execute(sql, tuple(chunk)).fetchall())
         finally:
             reader.execute("COMMIT")
@@ -510,14 +390,14 @@ class SqliteEventLog(EventLog):
         ] + [
             (
                 f"DELETE FROM events WHERE partition = ? AND offset >= ? "
-                f"AND {column} IN ({_marks(chunk)})",
+                f"AND {column} IN ({marks(chunk)})",
                 (partition, end, *chunk),
             )
             for partition, end in ends
-            for chunk in _chunks(unique)
+            for chunk in chunks(unique)
         ]
 
-        def apply(tx: _Transaction) -> int:
+        def apply(tx: WriteTransaction) -> int:
             deleted = 0
             for sql, params in statements:
                 count = tx.connection.execute(sql, params).rowcount

@@ -16,7 +16,7 @@ import pytest
 from touchpoint.core.config import LogConfig
 from touchpoint.core.errors import DefinitionError, Unavailable
 from touchpoint.log import LogRecord, SqliteEventLog, build_event_log
-from touchpoint.log.sqlite import _Transaction
+from touchpoint.log.sqlite_transaction import WriteTransaction
 
 HOUR = timedelta(hours=1)
 
@@ -44,7 +44,7 @@ class ControlledLog(SqliteEventLog):
         self.batches.append(len(batch))
         super()._execute(batch)
 
-    def _insert(self, tx: _Transaction, records: Sequence[LogRecord]) -> Any:
+    def _insert(self, tx: WriteTransaction, records: Sequence[LogRecord]) -> Any:
         result = super()._insert(tx, records)
         ids = {item.message_id for item in records}
         if "hold" in ids:
