@@ -95,17 +95,6 @@ class SegmentEvaluator:
         self.names: tuple[str, ...] = tuple(all_names)
         self._owned = frozenset(all_names)
         self.time_dependent: frozenset[str] = self.time_dependent_with(time_dependent_features)
-        self._last_stamp: tuple[datetime, str] | None = None
-
-    def _stamp(self, now: datetime) -> str:
-        """`isoformat(now)`, remembered for the last `now` (a batch evaluates every changed
-        profile at one `now`)."""
-        last = self._last_stamp
-        if last is not None and last[0] is now:
-            return last[1]
-        stamp = isoformat(now)
-        self._last_stamp = (now, stamp)
-        return stamp
 
     def time_dependent_with(self, time_dependent_features: Iterable[str]) -> frozenset[str]:
         """The segments whose membership can change with time alone, given the features
@@ -134,7 +123,7 @@ class SegmentEvaluator:
         memberships = {name: at for name, at in stored.items() if name not in self._owned}
         working["segments"] = current
         working["segment_memberships"] = memberships
-        stamp = self._stamp(now)
+        stamp = isoformat(now)
         matched: set[str] = set()
         for name, condition in self._compiled:
             try:
@@ -163,7 +152,7 @@ class SegmentEvaluator:
         number of changes.
         """
         matched = self.evaluate(document, now)
-        at = self._stamp(now)
+        at = isoformat(now)
         changes = 0
         for name in self.names:
             if only is not None and name not in only:
