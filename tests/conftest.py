@@ -17,6 +17,7 @@ from touchpoint.runtime import Workspace
 WRITE_KEY = "wk_test_web_source"
 STRICT_KEY = "wk_test_strict_source"
 SECRET_KEY = "sk_test_secret_key_0123456789"
+CLIENT_KEY = "wk_test_client_decisions"
 
 TEST_CONFIG = {
     "workspace": "test",
@@ -24,6 +25,7 @@ TEST_CONFIG = {
     "sources": [
         {"name": "web", "write_key": WRITE_KEY, "tracking_plan_mode": "flag"},
         {"name": "strict", "write_key": STRICT_KEY, "tracking_plan_mode": "enforce"},
+        {"name": "site", "write_key": CLIENT_KEY, "allow_client_decisions": True},
     ],
     "identity": {"hash_secret": "test-hash-secret-0123456789"},
     "tracking_plan": {
@@ -52,6 +54,42 @@ TEST_CONFIG = {
     "segments": [
         {"name": "buyers", "condition": "features.revenue > 0"},
         {"name": "browsers", "condition": {"field": "features.views_7d", "gte": 2}},
+    ],
+    "placements": [
+        {"name": "home_hero", "fallback": "hero_default", "conversion_events": ["Order Completed"]},
+        {"name": "product_recs", "tags": ["recs"], "fallback": "recs_default"},
+    ],
+    "content": [
+        {
+            "id": "hero_default",
+            "placements": ["home_hero"],
+            "payload": {"headline": "Welcome"},
+            "template": "<h1>Welcome</h1>",
+        },
+        {
+            "id": "hero_buyer",
+            "placements": ["home_hero"],
+            "priority": 20,
+            "eligibility": "segments contains 'buyers'",
+            "template": "<h1>Thanks{% if traits.name %}, {{ traits.name }}{% endif %}</h1>",
+        },
+        {
+            "id": "hero_browser",
+            "placements": ["home_hero"],
+            "priority": 10,
+            "eligibility": "features.views_7d >= 2",
+            "payload": {"headline": "Still looking?"},
+            "caps": [{"max": 3, "per": "1d"}],
+        },
+        {"id": "recs_default", "payload": {"items": []}},
+        {
+            "id": "recs_recent",
+            "tags": ["recs"],
+            "eligibility": "features.recent_products exists",
+            "template": (
+                "<ul>{% for p in features.recent_products %}<li>{{ p }}</li>{% endfor %}</ul>"
+            ),
+        },
     ],
 }
 

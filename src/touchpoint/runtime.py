@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 
 from touchpoint.collect.ingest import Collector
 from touchpoint.collect.pii import IdentityHasher
@@ -13,6 +14,14 @@ from touchpoint.collect.rejected import RejectedStore, build_rejected_store
 from touchpoint.core.clock import parse_duration
 from touchpoint.core.metrics import Metrics
 from touchpoint.core.settings import Settings
+from touchpoint.decide.apply import sync_definitions
+from touchpoint.decide.definition_store import DefinitionStore, build_definition_store
+from touchpoint.decide.engine import Decider
+from touchpoint.decide.log import DecisionLog, build_decision_log
+from touchpoint.decide.outcomes import OutcomeSink
+from touchpoint.govern.audit import AuditLog, build_audit_log
+from touchpoint.govern.erasure import Eraser
+from touchpoint.govern.tombstones import tombstone_key
 from touchpoint.log import build_event_log
 from touchpoint.log.base import EventLog
 from touchpoint.profiles import build_profile_store
@@ -38,6 +47,11 @@ class Workspace:
     hasher: IdentityHasher
     collector: Collector
     processor: StreamProcessor
+    decisions: DecisionLog
+    definitions: DefinitionStore
+    audit: AuditLog
+    decider: Decider
+    eraser: Eraser
 
     @property
     def resolver(self) -> IdentityResolver:
@@ -62,6 +76,16 @@ class Workspace:
         )
         rejected = build_rejected_store(config.rejected, settings.data_dir)
         profiles = build_profile_store(config.profiles, settings.data_dir)
+        decisions = build_decision_log(config.decisions, settings.data_dir)
+        definitions = build_definition_store(config.definitions_store, settings.data_dir)
+        audit = build_audit_log(config.audit, settings.data_dir)
+        if settings.config_path is not None and (config.placements or config.content):
+            sync_definitions(
+                definitions,
+                config.definitions(),
+                audit=audit,
+                actor=f"config:{settings.config_path.name}",
+            )
         hasher = IdentityHasher(settings.hash_secret)
         collector = Collector(config, log, rejected, hasher, metrics=metrics)
         processor = StreamProcessor(
@@ -70,6 +94,28 @@ class Workspace:
             profiles,
             idle_wait_seconds=parse_duration(config.stream.poll_interval).total_seconds(),
             segment_refresh_seconds=parse_duration(config.stream.segment_refresh).total_seconds(),
+            sinks=[OutcomeSink(decisions, definitions)],
+            tombstone_key=partial(tombstone_key, hasher),
+        )
+        decider = Decider(
+            config=config,
+            definitions=definitions,
+            decisions=decisions,
+            profiles=profiles,
+            resolver=processor.resolver,
+            hasher=hasher,
+            features=processor.engine,
+            metrics=metrics,
+        )
+        eraser = Eraser(
+            log=log,
+            profiles=profiles,
+            decisions=decisions,
+            rejected=rejected,
+            audit=audit,
+            hasher=hasher,
+            resolver=processor.resolver,
+            metrics=metrics,
         )
         workspace = cls(
             settings=settings,
@@ -80,6 +126,11 @@ class Workspace:
             hasher=hasher,
             collector=collector,
             processor=processor,
+            decisions=decisions,
+            definitions=definitions,
+            audit=audit,
+            decider=decider,
+            eraser=eraser,
         )
         metrics.registry.register(WorkspaceCollector(workspace))
         return workspace
@@ -90,3 +141,6 @@ class Workspace:
         self.log.close()
         self.rejected.close()
         self.profiles.close()
+        self.decisions.close()
+        self.definitions.close()
+        self.audit.close()

@@ -13,7 +13,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from touchpoint import __version__
 from touchpoint.api.errors import install_error_handlers
 from touchpoint.api.responses import OrjsonResponse
-from touchpoint.api.routers import collect, health, profiles, rejected, segments
+from touchpoint.api.routers import (
+    audit,
+    collect,
+    decide,
+    decisions,
+    definitions,
+    governance,
+    health,
+    profiles,
+    rejected,
+    segments,
+)
 from touchpoint.core.metrics import Metrics
 from touchpoint.core.settings import Settings
 from touchpoint.runtime import Workspace
@@ -78,7 +89,18 @@ def create_app(settings: Settings, *, workspace: Workspace | None = None) -> Fas
     if workspace is not None:
         app.state.workspace = workspace
     install_error_handlers(app)
-    for module in (collect, profiles, segments, rejected, health):
+    for module in (
+        collect,
+        profiles,
+        governance,
+        segments,
+        rejected,
+        decide,
+        decisions,
+        definitions,
+        audit,
+        health,
+    ):
         app.include_router(module.router)
     if settings.enable_noop_endpoint:
         app.add_api_route("/v1/noop", health.noop, methods=["POST"], include_in_schema=False)

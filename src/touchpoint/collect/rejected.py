@@ -93,6 +93,11 @@ class RejectedStore(abc.ABC):
         """Delete events by id, after a successful replay; how many were deleted."""
 
     @abc.abstractmethod
+    def erase_identities(self, values: Sequence[str]) -> int:
+        """Delete rejected events naming any of these identity values (as stored: PII ones
+        hashed) as `userId`, `anonymousId`, `previousId` or an identity trait; the count."""
+
+    @abc.abstractmethod
     def erase_message_ids(self, message_ids: Sequence[str]) -> int:
         """Delete every stored event with one of these message ids (erasure); the count."""
 
@@ -241,6 +246,9 @@ class SqliteRejectedStore(RejectedStore):
     def remove(self, ids: Sequence[int]) -> int:
         """See `RejectedStore.remove`."""
         return self._delete("id", list(dict.fromkeys(ids)))
+
+    def erase_identities(self, values: Sequence[str]) -> int:  # SCAFFOLD (helper D replaces)
+        raise NotImplementedError
 
     def erase_message_ids(self, message_ids: Sequence[str]) -> int:
         """See `RejectedStore.erase_message_ids`."""

@@ -18,7 +18,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from touchpoint.core.clock import parse_duration
-from touchpoint.core.errors import DefinitionError
+from touchpoint.core.definitions import (
+    ConsentConfig,
+    ContentConfig,
+    Definitions,
+    PlacementConfig,
+    check_definitions,
+)
+from touchpoint.core.errors import DefinitionError, format_location
 
 DEFAULT_DATA_DIR = "./touchpoint-data"
 DEFAULT_SOURCE = "default"
@@ -229,6 +236,12 @@ class TouchpointConfig(_Model):
     stream: StreamConfig = Field(default_factory=StreamConfig)
     profiles: StoreConfig = Field(default_factory=StoreConfig)
     rejected: StoreConfig = Field(default_factory=StoreConfig)
+    decisions: StoreConfig = Field(default_factory=StoreConfig)
+    definitions_store: StoreConfig = Field(default_factory=StoreConfig)
+    audit: StoreConfig = Field(default_factory=StoreConfig)
+    consent: ConsentConfig = Field(default_factory=ConsentConfig)
+    placements: list[PlacementConfig] = Field(default_factory=list)
+    content: list[ContentConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique_names(self) -> TouchpointConfig:
@@ -243,23 +256,18 @@ class TouchpointConfig(_Model):
         keys = [source.write_key for source in self.sources]
         if len(set(keys)) != len(keys):
             raise ValueError("sources: write keys must be unique")
+        self.definitions()  # cross-references between placements and content
         return self
+
+    def definitions(self) -> Definitions:
+        """The versioned part of this file: placements and content."""
+        return Definitions(placements=self.placements, content=self.content)
 
     def source_by_key(self, write_key: str) -> SourceConfig | None:
         for source in self.sources:
             if secrets.compare_digest(source.write_key, write_key):
                 return source
         return None
-
-
-def _format_location(location: tuple[int | str, ...]) -> str:
-    path = ""
-    for part in location:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        else:
-            path += f".{part}" if path else str(part)
-    return path
 
 
 def parse_config(data: dict[str, Any] | None) -> TouchpointConfig:
@@ -269,7 +277,7 @@ def parse_config(data: dict[str, Any] | None) -> TouchpointConfig:
     except ValidationError as error:
         first = error.errors()[0]
         location = tuple(part for part in first["loc"] if not str(part).startswith("function-"))
-        raise DefinitionError(_format_location(location), first["msg"]) from None
+        raise DefinitionError(format_location(location), first["msg"]) from None
     _compile_conditions(config)
     return config
 
@@ -283,6 +291,7 @@ def _compile_conditions(config: TouchpointConfig) -> None:
     for index, feature in enumerate(config.features):
         if feature.where is not None:
             compile_condition(feature.where, path=f"features[{index}].where")
+    check_definitions(config.definitions())
 
 
 def load_config_file(path: str | Path) -> TouchpointConfig:

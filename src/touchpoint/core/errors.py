@@ -90,3 +90,15 @@ class DefinitionError(TouchpointError):
         super().__init__(f"{where}: {reason}", details={"path": where, "reason": reason})
         self.path = where
         self.reason = reason
+
+
+def format_location(location: tuple[int | str, ...]) -> str:
+    """A validation error's location as a path: `("content", 3, "template")` is
+    `content[3].template`."""
+    path = ""
+    for part in location:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path

@@ -38,6 +38,24 @@ class Metrics:
             ["source"],
             registry=self.registry,
         )
+        self.decisions = Counter(
+            "touchpoint_decisions",
+            "Placement decisions made, by placement and reason (eligible, fallback, no_consent, "
+            "render_error, empty).",
+            ["placement", "reason"],
+            registry=self.registry,
+        )
+        self.template_errors = Counter(
+            "touchpoint_template_errors",
+            "Content skipped because its Liquid template failed to render.",
+            ["content_id"],
+            registry=self.registry,
+        )
+        self.erasures = Counter(
+            "touchpoint_erasures",
+            "People erased (profile, identities, events, decisions, rejected events).",
+            registry=self.registry,
+        )
         self.request_latency = Histogram(
             "touchpoint_http_request_duration_seconds",
             "HTTP request latency by route.",

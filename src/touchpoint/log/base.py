@@ -118,5 +118,16 @@ class EventLog(abc.ABC):
     def count(self) -> int:
         """How many records the log holds (for metrics and tests)."""
 
+    @abc.abstractmethod
+    def erase(self, *, message_ids: Sequence[str] = (), keys: Sequence[str] = ()) -> int:
+        """Delete every record with one of these message ids or routing keys (erasure); how
+        many were deleted. Offsets are never reused; dedup entries stay, so a client's retry
+        of an erased event is still a duplicate."""
+
+    @abc.abstractmethod
+    def rewrite(self, changes: Sequence[tuple[int, int, bytes]]) -> int:
+        """Replace the payload of the records at `(partition, offset)` (anonymization); how
+        many existed. Keys, message ids and offsets stay."""
+
     def close(self) -> None:  # noqa: B027 - optional for backends without resources
         """Release connections and threads."""

@@ -356,6 +356,28 @@ class SqliteEventLog(EventLog):
         )
         return cursor.rowcount
 
+    def erase(self, *, message_ids: Sequence[str] = (), keys: Sequence[str] = ()) -> int:
+        """See `EventLog.erase`."""
+        return self.erase_messages(message_ids) + self.erase_keys(keys)
+
+    def rewrite(self, changes: Sequence[tuple[int, int, bytes]]) -> int:
+        """See `EventLog.rewrite`: one write transaction for all the changes."""
+        for partition, _, _ in changes:
+            self._check_partition(partition)
+        if not changes:
+            return 0
+
+        def apply(tx: WriteTransaction) -> int:
+            updated = 0
+            for partition, offset, payload in changes:
+                updated += tx.connection.execute(
+                    "UPDATE events SET payload = ? WHERE partition = ? AND offset = ?",
+                    (payload, partition, offset),
+                ).rowcount
+            return updated
+
+        return self._submit(apply)
+
     def erase_messages(self, message_ids: Sequence[str]) -> int:
         """Delete the events with these message ids (erasure); how many were deleted.
 

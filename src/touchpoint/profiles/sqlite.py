@@ -303,6 +303,9 @@ class _SqliteWriter(ProfileWriter):
         )
         return (_timeline_event(row) for row in rows.fetchall())
 
+    def tombstoned(self, keys: Any) -> set[str]:  # SCAFFOLD (helper D replaces)
+        return set()
+
     def set_segment(self, profile_id: str, segment: str, *, member: bool, at: str) -> None:
         db = self._db()
         if member:
@@ -487,6 +490,16 @@ class SqliteProfileStore(ProfileStore):
 
     def count(self) -> int:
         return int(self._query("SELECT COUNT(*) FROM profiles", ())[0][0])
+
+    # SCAFFOLD (helper D replaces): erasure verbs.
+    def segment_history(self, profile_id: str) -> list[SegmentChange]:
+        raise NotImplementedError
+
+    def erase(self, profile_id: str, **_: Any) -> Any:
+        raise NotImplementedError
+
+    def tombstone(self, key: str) -> str | None:
+        raise NotImplementedError
 
     def close(self) -> None:
         """Close every connection this store opened (in any thread)."""

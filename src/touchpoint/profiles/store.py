@@ -10,7 +10,7 @@ every backend shares them; a backend only stores.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -49,6 +49,23 @@ class Page(Generic[T]):
 
     items: list[T]
     next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ErasedProfile:
+    """What erasing one person removed from the profile store.
+
+    `profile_ids`: the profile and every id merged into it; `identities`: every identity the
+    graph held for them (their tombstones were written); `message_ids`: the events of their
+    timeline (so the log and other stores can erase them too); `counts`: rows removed per
+    kind (`profiles`, `identities`, `timeline_events`, `segment_memberships`,
+    `segment_changes`, `merges`, `redirects`).
+    """
+
+    profile_ids: tuple[str, ...]
+    identities: tuple[Identity, ...]
+    message_ids: tuple[str, ...]
+    counts: dict[str, int]
 
 
 class ProfileWriter(abc.ABC):
@@ -94,6 +111,11 @@ class ProfileWriter(abc.ABC):
     @abc.abstractmethod
     def set_segment(self, profile_id: str, segment: str, *, member: bool, at: str) -> None:
         """Record entering (member=True) or leaving a segment, with the change log."""
+
+    @abc.abstractmethod
+    def tombstoned(self, keys: Collection[str]) -> set[str]:
+        """Which of these tombstone keys (see govern.tombstones) an erasure left: events
+        carrying such an identity belong to an erased person and must not be applied."""
 
 
 class ProfileStore(abc.ABC):
@@ -144,6 +166,30 @@ class ProfileStore(abc.ABC):
     @abc.abstractmethod
     def count(self) -> int:
         """How many profiles exist."""
+
+    @abc.abstractmethod
+    def segment_history(self, profile_id: str) -> list[SegmentChange]:
+        """Every segment enter/exit of the profile, oldest first (for export)."""
+
+    @abc.abstractmethod
+    def erase(
+        self,
+        profile_id: str,
+        *,
+        tombstone_key: Callable[[Identity], str],
+        extra_tombstones: Collection[str] = (),
+        job_id: str,
+        at: str,
+    ) -> ErasedProfile | None:
+        """Erase a person in one transaction: the profile, every profile merged into it
+        (redirects, lineage), its identities, timeline, segment memberships and changes.
+        Writes a tombstone `tombstone_key(identity)` for each identity (and each of
+        `extra_tombstones`), recording `job_id`, so no later event can rebuild them.
+        None if the profile does not exist."""
+
+    @abc.abstractmethod
+    def tombstone(self, key: str) -> str | None:
+        """The job id of the erasure that left this tombstone key, or None."""
 
     def close(self) -> None:  # noqa: B027 - optional for backends without resources
         """Release connections."""

@@ -38,6 +38,7 @@ from touchpoint.profiles.store import ProfileStore, ProfileWriter, TimelineEvent
 from touchpoint.profiles.view import profile_document
 from touchpoint.segments.realtime import SegmentEvaluator
 from touchpoint.stream.features import FeatureEngine, event_time
+from touchpoint.stream.sinks import EventSink
 
 logger = logging.getLogger(__name__)
 
@@ -150,6 +151,8 @@ class StreamProcessor:
         segment_refresh_seconds: float = 300.0,
         idle_wait_seconds: float = 0.25,
         clock: Callable[[], datetime] = utcnow,
+        sinks: Sequence[EventSink] = (),
+        tombstone_key: Callable[[Identity], str] | None = None,
     ) -> None:
         self.config = config
         self.log = log
@@ -171,6 +174,8 @@ class StreamProcessor:
         self.segment_refresh_seconds = segment_refresh_seconds
         self.idle_wait_seconds = idle_wait_seconds
         self._clock = clock
+        self.sinks = tuple(sinks)
+        self._tombstone_key = tombstone_key
         self._hidden_traits = self.resolver.pii_traits
         self._order_sensitive = self.engine.order_sensitive()
         self._run_lock = threading.Lock()

@@ -1,0 +1,2 @@
+"""Deciding what each placement shows: definitions, eligibility, policies, caps, the
+decision log and the outcomes joined to it."""

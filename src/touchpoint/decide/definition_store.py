@@ -1,0 +1,68 @@
+"""Versioned definitions: every applied set of placements and content is kept, numbered.
+
+`apply` stores the whole set as a new version (all or nothing); a decision records
+the version it used, so a report can say what was live. The running decision
+engine polls `latest_version()`, which is cheap, and reloads when it moves, so an
+`apply` from the CLI or another process reaches every API process within a second.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from pathlib import Path
+
+from touchpoint.core.config import StoreConfig
+from touchpoint.core.definitions import Definitions
+from touchpoint.profiles.store import Page
+
+
+@dataclass(frozen=True, slots=True)
+class DefinitionVersion:
+    """One applied version. `digest`: Definitions.digest() of its content."""
+
+    version: int
+    definitions: Definitions
+    digest: str
+    applied_at: str
+    actor: str
+    note: str = ""
+
+
+class DefinitionStore(abc.ABC):
+    """Every version of the workspace's placements and content."""
+
+    @abc.abstractmethod
+    def current(self) -> DefinitionVersion | None:
+        """The latest version (None before the first apply)."""
+
+    @abc.abstractmethod
+    def latest_version(self) -> int:
+        """The latest version number (0 before the first apply); cheap enough to poll."""
+
+    @abc.abstractmethod
+    def get(self, version: int) -> DefinitionVersion | None:
+        """A version by number."""
+
+    @abc.abstractmethod
+    def versions(self, *, cursor: str | None = None, limit: int = 50) -> Page[DefinitionVersion]:
+        """Versions, newest first."""
+
+    @abc.abstractmethod
+    def apply(self, definitions: Definitions, *, actor: str, note: str = "") -> DefinitionVersion:
+        """Store `definitions` as the next version, atomically. If they equal the current
+        version's (same digest), nothing is stored and the current version is returned."""
+
+    def close(self) -> None:  # noqa: B027 - optional for backends without resources
+        """Release connections."""
+
+
+DEFAULT_DEFINITIONS_FILE = "definitions.sqlite3"
+
+
+def build_definition_store(config: StoreConfig, data_dir: Path) -> DefinitionStore:
+    """The definition store the configuration names (SQLite under `data_dir` by default)."""
+    from touchpoint.decide.sqlite_definitions import SqliteDefinitionStore
+
+    path = Path(config.path) if config.path else data_dir / DEFAULT_DEFINITIONS_FILE
+    return SqliteDefinitionStore(path)

@@ -1,0 +1,1 @@
+"""Governance: consent, erasure, export, the audit log."""

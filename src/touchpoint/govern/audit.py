@@ -1,0 +1,67 @@
+"""The audit log: who did what, when, to which target. Append-only.
+
+Every admin action goes here: definitions applied, profiles erased or exported,
+rejected events replayed. `actor` names the credential (`secret_key`,
+`write_key:<source>`) or the CLI user (`cli:<user>`); `details` never holds a
+secret or a plain PII value.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from touchpoint.core.config import StoreConfig
+from touchpoint.profiles.store import Page
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One recorded action. `id` increases with time."""
+
+    id: int
+    at: str
+    actor: str
+    action: str
+    target: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class AuditLog(abc.ABC):
+    """An append-only record of admin actions."""
+
+    @abc.abstractmethod
+    def record(
+        self, *, actor: str, action: str, target: str, details: dict[str, Any] | None = None
+    ) -> AuditEntry:
+        """Durably append one entry, stamped now."""
+
+    @abc.abstractmethod
+    def list(
+        self,
+        *,
+        action: str | None = None,
+        target: str | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> Page[AuditEntry]:
+        """Entries newest first, optionally only one action (`profile.erase`) or target."""
+
+    @abc.abstractmethod
+    def get(self, entry_id: int) -> AuditEntry | None:
+        """One entry by id."""
+
+    def close(self) -> None:  # noqa: B027 - optional for backends without resources
+        """Release connections."""
+
+
+DEFAULT_AUDIT_FILE = "audit.sqlite3"
+
+
+def build_audit_log(config: StoreConfig, data_dir: Path) -> AuditLog:
+    """The audit log the configuration names (SQLite under `data_dir` by default)."""
+    from touchpoint.govern.sqlite_audit import SqliteAuditLog
+
+    return SqliteAuditLog(Path(config.path) if config.path else data_dir / DEFAULT_AUDIT_FILE)
