@@ -19,6 +19,7 @@ from touchpoint.api.routers import (
     decide,
     decisions,
     definitions,
+    demo,
     governance,
     health,
     profiles,
@@ -102,6 +103,8 @@ def create_app(settings: Settings, *, workspace: Workspace | None = None) -> Fas
         health,
     ):
         app.include_router(module.router)
+    if settings.enable_demo_page:
+        app.include_router(demo.router)
     if settings.enable_noop_endpoint:
         app.add_api_route("/v1/noop", health.noop, methods=["POST"], include_in_schema=False)
     app.add_middleware(LatencyMiddleware, metrics=metrics)

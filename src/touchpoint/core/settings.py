@@ -38,6 +38,7 @@ class Settings:
     config_path: Path | None = None
     enable_noop_endpoint: bool = False
     run_processor: bool = True
+    enable_demo_page: bool = False
 
     @property
     def secret_key(self) -> str:
@@ -77,6 +78,7 @@ def load_settings(
     environ: Mapping[str, str] | None = None,
     enable_noop_endpoint: bool = False,
     run_processor: bool = True,
+    enable_demo_page: bool = False,
 ) -> Settings:
     """Resolve the settings of a process: config file (or the default workspace), data
     directory, environment overrides, then generated keys for whatever is still missing."""
@@ -103,4 +105,5 @@ def load_settings(
         config_path=path,
         enable_noop_endpoint=enable_noop_endpoint,
         run_processor=run_processor,
+        enable_demo_page=enable_demo_page,
     )

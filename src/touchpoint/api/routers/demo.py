@@ -1,0 +1,5 @@
+"""SCAFFOLD: replaced by the helper that owns this router."""
+
+from fastapi import APIRouter
+
+router = APIRouter()
