@@ -34,7 +34,15 @@ class WorkspaceCollector(Collector):
             "Events seen by this process's stream processor.",
             labels=["outcome"],
         )
-        for outcome in ("processed", "duplicates", "skipped_no_identity", "failed"):
+        for outcome in (
+            "processed",
+            "duplicates",
+            "skipped_no_identity",
+            "failed",
+            "erased_dropped",
+            "consent_suppressed",
+            "sink_failures",
+        ):
             counters.add_metric([outcome], getattr(processor, outcome))
         yield counters
         yield CounterMetricFamily(

@@ -45,6 +45,16 @@ class LogEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class LogRewrite:
+    """A record to rewrite in place: its position, and the key and payload it gets."""
+
+    partition: int
+    offset: int
+    key: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class AppendResult:
     """Per appended record, its `(partition, offset)`, or None if it was a duplicate."""
 
@@ -125,9 +135,9 @@ class EventLog(abc.ABC):
         of an erased event is still a duplicate."""
 
     @abc.abstractmethod
-    def rewrite(self, changes: Sequence[tuple[int, int, bytes]]) -> int:
-        """Replace the payload of the records at `(partition, offset)` (anonymization); how
-        many existed. Keys, message ids and offsets stay."""
+    def rewrite(self, changes: Sequence[LogRewrite]) -> int:
+        """Replace the key and payload of records in place (anonymization); how many
+        existed. Message ids and offsets stay; the partition is not recomputed."""
 
     def close(self) -> None:  # noqa: B027 - optional for backends without resources
         """Release connections and threads."""

@@ -35,7 +35,14 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from touchpoint.core.errors import DefinitionError, Unavailable
-from touchpoint.log.base import AppendResult, EventLog, LogEntry, LogRecord, partition_for
+from touchpoint.log.base import (
+    AppendResult,
+    EventLog,
+    LogEntry,
+    LogRecord,
+    LogRewrite,
+    partition_for,
+)
 from touchpoint.log.sqlite_transaction import MAX_ROWS, WriteTransaction, chunks, marks
 
 logger = logging.getLogger(__name__)
@@ -360,19 +367,19 @@ class SqliteEventLog(EventLog):
         """See `EventLog.erase`."""
         return self.erase_messages(message_ids) + self.erase_keys(keys)
 
-    def rewrite(self, changes: Sequence[tuple[int, int, bytes]]) -> int:
+    def rewrite(self, changes: Sequence[LogRewrite]) -> int:
         """See `EventLog.rewrite`: one write transaction for all the changes."""
-        for partition, _, _ in changes:
-            self._check_partition(partition)
+        for change in changes:
+            self._check_partition(change.partition)
         if not changes:
             return 0
 
         def apply(tx: WriteTransaction) -> int:
             updated = 0
-            for partition, offset, payload in changes:
+            for change in changes:
                 updated += tx.connection.execute(
-                    "UPDATE events SET payload = ? WHERE partition = ? AND offset = ?",
-                    (payload, partition, offset),
+                    "UPDATE events SET key = ?, payload = ? WHERE partition = ? AND offset = ?",
+                    (change.key, change.payload, change.partition, change.offset),
                 ).rowcount
             return updated
 

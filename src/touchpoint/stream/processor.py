@@ -30,20 +30,26 @@ import orjson
 
 from touchpoint.core.clock import isoformat, utcnow
 from touchpoint.core.config import TouchpointConfig
+from touchpoint.core.definitions import ANALYTICS
 from touchpoint.core.errors import Unavailable
-from touchpoint.log.base import EventLog, LogEntry
+from touchpoint.log.base import EventLog, LogEntry, LogRewrite
 from touchpoint.profiles.identity import IdentityResolver
 from touchpoint.profiles.model import Identity, Profile
 from touchpoint.profiles.store import ProfileStore, ProfileWriter, TimelineEvent
 from touchpoint.profiles.view import profile_document
 from touchpoint.segments.realtime import SegmentEvaluator
 from touchpoint.stream.features import FeatureEngine, event_time
-from touchpoint.stream.sinks import EventSink
+from touchpoint.stream.profile_fields import (
+    anonymize_event,
+    apply_profile_fields,
+    consent_record,
+    consent_update,
+)
+from touchpoint.stream.sinks import AppliedEvent, EventSink
 
 logger = logging.getLogger(__name__)
 
-CONSENT_EVENT = "Consent Updated"
-_NOT_TRAITS = frozenset({"consent"})
+_TOMB_MEMO_SIZE = 65_536
 
 
 @dataclass(slots=True)
@@ -53,6 +59,18 @@ class _Counts:
     duplicates: int = 0
     merges: int = 0
     segment_changes: int = 0
+    erased_dropped: int = 0
+    consent_suppressed: int = 0
+
+
+@dataclass(slots=True)
+class _Decoded:
+    """A log entry decoded, with the identities it carries (extracted once per batch)."""
+
+    entry: LogEntry
+    event: dict[str, Any]
+    identities: list[Identity]
+    previous: list[Identity]
 
 
 @dataclass(slots=True)
@@ -68,6 +86,11 @@ class _Batch:
     # Identities (as an event carries them) -> the profile that holds all of them. Only a
     # merge moves an identity to another profile, so a merge empties it.
     resolved: dict[tuple[Identity, ...], str] = field(default_factory=dict)
+    tombstoned: set[str] = field(default_factory=set)
+    # What happens after the transaction commits: log clean-up, then the sinks.
+    applied: list[AppliedEvent] = field(default_factory=list)
+    erase_messages: list[str] = field(default_factory=list)
+    rewrites: list[LogRewrite] = field(default_factory=list)
 
     def profile(self, profile_id: str) -> Profile:
         profile = self.profiles.get(profile_id)
@@ -77,50 +100,6 @@ class _Batch:
                 raise LookupError(f"profile {profile_id} vanished inside its transaction")
             self.profiles[profile_id] = profile
         return profile
-
-
-def apply_profile_fields(
-    profile: Profile, event: Mapping[str, Any], moment: str, hidden_traits: frozenset[str]
-) -> None:
-    """Fold one event's seen times, traits and consent into `profile`.
-
-    Traits come from identify `traits` and any event's `context.traits`; per key the latest
-    event timestamp wins, whatever the arrival order (`trait_times`). `hidden_traits` (PII
-    identity traits, which live hashed in identities) and `consent` are never stored as
-    traits. Consent comes from identify `traits.consent` or a `Consent Updated` track's
-    `properties.consent` ({purpose: bool}), latest per purpose (`consent_times`).
-    """
-    if profile.first_seen is None or moment < profile.first_seen:
-        profile.first_seen = moment
-    if profile.last_seen is None or moment > profile.last_seen:
-        profile.last_seen = moment
-    if profile.last_event_at is None or moment > profile.last_event_at:
-        profile.last_event_at = moment
-    event_type = event.get("type")
-    context = event.get("context")
-    context_traits = context.get("traits") if isinstance(context, dict) else None
-    own_traits = event.get("traits") if event_type == "identify" else None
-    times = profile.trait_times
-    for source in (context_traits, own_traits):
-        if not isinstance(source, dict):
-            continue
-        for key, value in source.items():
-            if key in hidden_traits or key in _NOT_TRAITS:
-                continue
-            if moment >= times.get(key, ""):
-                profile.traits[key] = value
-                times[key] = moment
-    consent: Any = None
-    if isinstance(own_traits, dict):
-        consent = own_traits.get("consent")
-    elif event_type == "track" and event.get("event") == CONSENT_EVENT:
-        properties = event.get("properties")
-        consent = properties.get("consent") if isinstance(properties, dict) else None
-    if isinstance(consent, dict):
-        for purpose, allowed in consent.items():
-            if isinstance(allowed, bool) and moment >= profile.consent_times.get(purpose, ""):
-                profile.consent[purpose] = allowed
-                profile.consent_times[purpose] = moment
 
 
 def _event_name(event: Mapping[str, Any]) -> str | None:
@@ -176,6 +155,8 @@ class StreamProcessor:
         self._clock = clock
         self.sinks = tuple(sinks)
         self._tombstone_key = tombstone_key
+        self._tomb_memo: dict[Identity, str] = {}
+        self._analytics_by_default = config.consent.allows({}, ANALYTICS)
         self._hidden_traits = self.resolver.pii_traits
         self._order_sensitive = self.engine.order_sensitive()
         self._run_lock = threading.Lock()
@@ -188,6 +169,9 @@ class StreamProcessor:
         self.merges = 0
         self.failed = 0
         self.segment_changes = 0
+        self.erased_dropped = 0
+        self.consent_suppressed = 0
+        self.sink_failures = 0
         self.last_applied_at = 0.0
 
     # -- consuming ----------------------------------------------------------------------------
@@ -265,26 +249,90 @@ class StreamProcessor:
         self.duplicates += counts.duplicates
         self.merges += counts.merges
         self.segment_changes += counts.segment_changes
+        self.erased_dropped += counts.erased_dropped
+        self.consent_suppressed += counts.consent_suppressed
 
     def _apply_batch(self, entries: Iterable[LogEntry]) -> _Counts:
-        """Apply entries in one transaction; the counts are only valid if it committed."""
+        """Apply entries in one transaction, then clean the log and feed the sinks; the counts
+        are only valid if all of that succeeded."""
+        decoded = [self._decode(entry) for entry in entries]
         with self.store.transaction() as writer:
             batch = _Batch(writer)
-            for entry in entries:
-                self._apply_entry(batch, entry)
+            batch.tombstoned = self._find_tombstoned(writer, decoded)
+            for item in decoded:
+                self._apply_entry(batch, item)
             self._finish(batch)
+        self._after_commit(batch)
         return batch.counts
 
-    def _apply_entry(self, batch: _Batch, entry: LogEntry) -> None:
+    def _decode(self, entry: LogEntry) -> _Decoded:
         event = orjson.loads(entry.payload)
         if not isinstance(event, dict):
             raise ValueError("a stored event must be a JSON object")
-        identities = self.resolver.extract(event)
-        previous = self.resolver.previous_identities(event)
+        return _Decoded(
+            entry, event, self.resolver.extract(event), self.resolver.previous_identities(event)
+        )
+
+    def _tomb(self, identity: Identity) -> str:
+        key = self._tomb_memo.get(identity)
+        if key is None:
+            assert self._tombstone_key is not None
+            if len(self._tomb_memo) >= _TOMB_MEMO_SIZE:
+                self._tomb_memo.clear()
+            key = self._tomb_memo[identity] = self._tombstone_key(identity)
+        return key
+
+    def _find_tombstoned(self, writer: ProfileWriter, decoded: Sequence[_Decoded]) -> set[str]:
+        """The tombstone keys among the batch's identities: one query per batch."""
+        if self._tombstone_key is None:
+            return set()
+        keys = {self._tomb(identity) for item in decoded for identity in item.identities}
+        keys.update(self._tomb(identity) for item in decoded for identity in item.previous)
+        return writer.tombstoned(keys) if keys else set()
+
+    def _erased(self, batch: _Batch, item: _Decoded) -> bool:
+        if not batch.tombstoned:
+            return False
+        return any(
+            self._tomb(identity) in batch.tombstoned
+            for identity in (*item.identities, *item.previous)
+        )
+
+    def _after_commit(self, batch: _Batch) -> None:
+        """Rewrite or erase what the gates said must not stay in the log, then hand the batch
+        to the sinks. A sink that cannot write now (`Unavailable`) makes the whole batch come
+        back later; any other sink failure is logged and counted, not retried."""
+        if batch.rewrites:
+            self.log.rewrite(batch.rewrites)
+        if batch.erase_messages:
+            self.log.erase(message_ids=batch.erase_messages)
+        if not batch.applied:
+            return
+        for sink in self.sinks:
+            try:
+                sink.write(batch.applied)
+            except Unavailable:
+                raise
+            except Exception:
+                self.sink_failures += 1
+                logger.exception("the %s sink failed on a batch; it is skipped", sink.name)
+
+    def _apply_entry(self, batch: _Batch, item: _Decoded) -> None:
+        entry, event = item.entry, item.event
+        identities, previous = item.identities, item.previous
         if not identities and not previous:
             batch.counts.skipped_no_identity += 1
+            batch.applied.append(AppliedEvent(entry, event, None))
+            return
+        if self._erased(batch, item):
+            batch.counts.erased_dropped += 1
+            batch.erase_messages.append(entry.message_id)
             return
         moment = event_time(event) or isoformat(datetime.fromtimestamp(entry.appended_at, UTC))
+        update = consent_update(event)
+        if self._analytics_by_default is False and not self._opted_in(batch, item, update):
+            self._suppress(batch, item)
+            return
         message_id = event.get("messageId") or entry.message_id
         key = None if previous else tuple(identities)
         found = None if key is None else batch.resolved.get(key)
@@ -293,19 +341,30 @@ class StreamProcessor:
             if found is not None
             else self._resolve(batch, event, key, message_id, identities, previous, moment)
         )
+        profile = batch.profile(profile_id)
+        encoded: bytes | None = entry.payload
+        if not self._allows_analytics(profile, update, moment):
+            if update is None:
+                self._suppress(batch, item)
+                return
+            # A consent change is the record of the person's choice: kept, reduced to it.
+            event = consent_record(event, update)
+            encoded = orjson.dumps(event)
+            batch.rewrites.append(LogRewrite(entry.partition, entry.offset, entry.key, encoded))
         timeline_event = TimelineEvent(
             message_id=message_id,
             timestamp=moment,
             type=str(event.get("type")),
             name=_event_name(event),
             event=event,
-            encoded=entry.payload,
+            encoded=encoded,
         )
         if not batch.writer.record_event(profile_id, timeline_event):
             batch.counts.duplicates += 1
+            batch.applied.append(AppliedEvent(entry, event, profile_id, duplicate=True))
             return
         batch.counts.processed += 1
-        profile = batch.profile(profile_id)
+        batch.applied.append(AppliedEvent(entry, event, profile_id))
         batch.dirty[profile_id] = None
         if profile_id in batch.recompute_all:
             return  # rebuilt from the whole timeline at the end of the batch
@@ -315,6 +374,46 @@ class StreamProcessor:
             batch.recompute_features.add(profile_id)
         elif profile_id not in batch.recompute_features:
             self.engine.apply(profile.features, event)
+
+    # -- consent ------------------------------------------------------------------------------
+
+    def _allows_analytics(
+        self, profile: Profile, update: dict[str, bool] | None, moment: str
+    ) -> bool:
+        """Whether the person consents to analytics once this event's own choice (if any, and
+        if it is not older than the choice on record) is taken into account."""
+        consent: Mapping[str, bool] = profile.consent
+        if (
+            update is not None
+            and ANALYTICS in update
+            and moment >= profile.consent_times.get(ANALYTICS, "")
+        ):
+            consent = {**profile.consent, ANALYTICS: update[ANALYTICS]}
+        return self.config.consent.allows(consent, ANALYTICS)
+
+    def _opted_in(self, batch: _Batch, item: _Decoded, update: dict[str, bool] | None) -> bool:
+        """Where analytics is denied by default: whether this event grants it, or a profile
+        it would join has granted it. Checked before resolution, so an event of a person who
+        never opted in creates nothing."""
+        if update is not None and update.get(ANALYTICS) is True:
+            return True
+        known = batch.writer.find_many([*item.identities, *item.previous])
+        return any(
+            batch.profile(profile_id).consent.get(ANALYTICS) is True
+            for profile_id in set(known.values())
+        )
+
+    def _suppress(self, batch: _Batch, item: _Decoded) -> None:
+        """Keep an event without analytics consent only anonymized, or drop it (config)."""
+        batch.counts.consent_suppressed += 1
+        entry = item.entry
+        if self.config.consent.without_analytics == "drop":
+            batch.erase_messages.append(entry.message_id)
+            return
+        anonymized = anonymize_event(item.event)
+        payload = orjson.dumps(anonymized)
+        batch.rewrites.append(LogRewrite(entry.partition, entry.offset, "", payload))
+        batch.applied.append(AppliedEvent(entry, anonymized, None))
 
     def _resolve(
         self,

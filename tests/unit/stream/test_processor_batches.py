@@ -158,8 +158,9 @@ def test_a_poison_event_in_one_partition_spares_the_other(
     rig.send(1, page(2, anonymous_id="b"), page(1, anonymous_id="b"))
     assert rig.processor.run_once() == 5
     assert (rig.processor.processed, rig.processor.failed) == (4, 1)
-    # the whole run, then each partition, then partition 0 event by event
-    assert rig.transactions == 1 + 2 + 3
+    # the whole run, then each partition, then partition 0 event by event; an event that
+    # cannot be decoded fails before its transaction opens, so only the good ones open one
+    assert rig.transactions == 1 + 2
     assert rig.positions() == [(3, 3), (2, 2)]
     assert rig.profile("anonymous_id", "a").features == {"pages": 2}
     assert rig.profile("anonymous_id", "b").features == {"pages": 2}
