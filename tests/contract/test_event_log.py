@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from touchpoint.log import EventLog, LogEntry, LogRecord, partition_for
+from touchpoint.log.base import LogRewrite
 
 if TYPE_CHECKING:
     from conftest import Backend, FakeClock
@@ -254,3 +255,35 @@ def test_wait_for_append_wakes_on_an_append_and_times_out_otherwise(backends: Ba
     waiter.join(5.0)
     assert woke == [True]
     assert time.monotonic() - started < 2.0
+
+
+def test_erase_by_message_id_and_by_key_keeps_dedup(backends: Backend) -> None:
+    log = backends.event_log(partitions=2)
+    log.append([record("a1", key="alice"), record("a2", key="alice"), record("b1", key="bob")])
+    log.append([record("c1", key="carol")])
+    assert log.erase(message_ids=["c1", "unknown"], keys=["alice"]) == 3
+    assert [entry.message_id for entry in all_entries(log)] == ["b1"]
+    assert log.count() == 1
+    assert log.append([record("a1", key="alice")]).duplicates == 1  # a retry stays erased
+    assert log.erase(message_ids=["a1"], keys=["alice"]) == 0
+
+
+def test_rewrite_replaces_key_and_payload_in_place(backends: Backend) -> None:
+    log = backends.event_log(partitions=2)
+    log.append([record("a1", key="alice"), record("a2", key="alice")])
+    first = all_entries(log)[0]
+    changed = log.rewrite(
+        [
+            LogRewrite(first.partition, first.offset, "", b'{"anonymized": true}'),
+            LogRewrite(first.partition, first.offset + 10_000, "", b"{}"),
+        ]
+    )
+    assert changed == 1
+    entries = all_entries(log)
+    assert (entries[0].key, entries[0].payload, entries[0].message_id) == (
+        "",
+        b'{"anonymized": true}',
+        "a1",
+    )
+    assert (entries[0].partition, entries[0].offset) == (first.partition, first.offset)
+    assert entries[1].key == "alice"
