@@ -160,6 +160,24 @@ def demo(
         raise typer.Exit(1) from None
 
 
+@app.command("apply")
+def apply(
+    file: Annotated[Path, typer.Argument(help="touchpoint.yaml with placements and content")],
+    data_dir: DataDirOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show the changes; apply nothing")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking")] = False,
+) -> None:
+    """Show what FILE changes in placements and content, then apply it as a new version."""
+    from touchpoint.cli.apply import apply_file
+
+    settings = _settings(file, data_dir)
+    code = apply_file(settings, dry_run=dry_run, yes=yes, console=console, errors=errors)
+    if code:
+        raise typer.Exit(code)
+
+
 @config_app.command("validate")
 def config_validate(
     path: Annotated[Path, typer.Argument(help="touchpoint.yaml")] = Path("touchpoint.yaml"),

@@ -1,13 +1,187 @@
-"""SCAFFOLD (helper C replaces): the SQLite definition store."""
+"""The embedded definition store: every applied version in one SQLite file.
+
+One row per version (`version INTEGER PRIMARY KEY`, so `MAX(version)` is a single
+b-tree seek: cheap enough for every API process to poll once a second). `apply`
+runs in one `BEGIN IMMEDIATE` transaction, which takes SQLite's write lock before
+reading the latest version, so two processes applying at once get consecutive
+numbers and an unchanged set never becomes a version. The file runs in WAL mode
+with `synchronous=FULL`: an applied version survives a power loss, since
+decisions record its number.
+"""
 
 from __future__ import annotations
 
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+import orjson
+
+from touchpoint.core.clock import isoformat, utcnow
+from touchpoint.core.definitions import Definitions
+from touchpoint.core.errors import InvalidInput
+from touchpoint.decide.definition_store import DefinitionStore, DefinitionVersion
+from touchpoint.profiles.store import Page
+
+logger = logging.getLogger(__name__)
+
+MAX_PAGE = 1000
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS versions (
+    version INTEGER PRIMARY KEY, digest TEXT NOT NULL, definitions TEXT NOT NULL,
+    applied_at TEXT NOT NULL, actor TEXT NOT NULL, note TEXT NOT NULL DEFAULT '');
+"""
+_COLUMNS = "version, digest, definitions, applied_at, actor, note"
 
 
-class SqliteDefinitionStore:  # type: ignore[misc]
+def _parse_cursor(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    if not cursor.isdigit():
+        raise InvalidInput("not a cursor from this list", details={"field": "cursor"})
+    return int(cursor)
+
+
+class SqliteDefinitionStore(DefinitionStore):
+    """Definition versions in one SQLite file (WAL, synchronous FULL), safe across threads
+    and processes.
+
+    One connection behind a lock: applies are rare and reads are either the once-a-second
+    `latest_version` poll or a reload, so simplicity wins over read concurrency. The last
+    version read is kept parsed, so `current()` on an unchanged store costs the poll query
+    and no JSON decoding.
+    """
+
     def __init__(self, path: Path) -> None:
-        self.path = path
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._cached: DefinitionVersion | None = None
+        self._connection = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=5.0
+        )
+        try:
+            self._connection.execute("PRAGMA busy_timeout = 5000")
+            self._connection.execute("PRAGMA journal_mode = WAL")
+            self._connection.execute("PRAGMA synchronous = FULL")
+            self._connection.executescript(_SCHEMA)
+        except BaseException:
+            self._connection.close()
+            raise
+
+    def current(self) -> DefinitionVersion | None:
+        """See `DefinitionStore.current`; served from the parsed copy while it is the latest."""
+        with self._lock:
+            return self._latest(self._connection)
+
+    def latest_version(self) -> int:
+        """See `DefinitionStore.latest_version`: one index seek, no decoding."""
+        with self._lock:
+            return self._max_version(self._connection)
+
+    def get(self, version: int) -> DefinitionVersion | None:
+        """See `DefinitionStore.get`."""
+        with self._lock:
+            cached = self._cached
+            if cached is not None and cached.version == version:
+                return cached
+            row = self._connection.execute(
+                f"SELECT {_COLUMNS} FROM versions WHERE version = ?", (version,)
+            ).fetchone()
+        return None if row is None else _version_from_row(row)
+
+    def versions(self, *, cursor: str | None = None, limit: int = 50) -> Page[DefinitionVersion]:
+        """See `DefinitionStore.versions`. The cursor is the last version number returned."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise InvalidInput(f"limit must be 1 to {MAX_PAGE}", details={"field": "limit"})
+        before = _parse_cursor(cursor)
+        where = "" if before is None else " WHERE version < ?"
+        params: tuple[int, ...] = () if before is None else (before,)
+        with self._lock:
+            rows = self._connection.execute(
+                f"SELECT {_COLUMNS} FROM versions{where} ORDER BY version DESC LIMIT ?",
+                (*params, limit + 1),
+            ).fetchall()
+        items = [_version_from_row(row) for row in rows[:limit]]
+        next_cursor = str(items[-1].version) if len(rows) > limit else None
+        return Page(items=items, next_cursor=next_cursor)
+
+    def apply(self, definitions: Definitions, *, actor: str, note: str = "") -> DefinitionVersion:
+        """See `DefinitionStore.apply`: the digest check and the insert share one write
+        transaction, so concurrent applies (threads or processes) never share a number."""
+        digest = definitions.digest()
+        document = orjson.dumps(definitions.model_dump(mode="json")).decode("utf-8")
+        with self._transaction() as connection:
+            latest = self._latest(connection)
+            if latest is not None and latest.digest == digest:
+                return latest
+            number = (latest.version if latest is not None else 0) + 1
+            applied_at = isoformat(utcnow())
+            connection.execute(
+                f"INSERT INTO versions ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                (number, digest, document, applied_at, actor, note),
+            )
+        created = DefinitionVersion(
+            version=number,
+            definitions=definitions,
+            digest=digest,
+            applied_at=applied_at,
+            actor=actor,
+            note=note,
+        )
+        with self._lock:
+            self._cached = created
+        logger.info("definitions version %d stored (digest %s)", number, digest[:12])
+        return created
 
     def close(self) -> None:
-        pass
+        """Close the connection."""
+        with self._lock:
+            self._connection.close()
+
+    def _latest(self, connection: sqlite3.Connection) -> DefinitionVersion | None:
+        """The latest version; the caller holds the lock."""
+        number = self._max_version(connection)
+        if number == 0:
+            return None
+        cached = self._cached
+        if cached is not None and cached.version == number:
+            return cached
+        row = connection.execute(
+            f"SELECT {_COLUMNS} FROM versions WHERE version = ?", (number,)
+        ).fetchone()
+        self._cached = _version_from_row(row)
+        return self._cached
+
+    @staticmethod
+    def _max_version(connection: sqlite3.Connection) -> int:
+        row = connection.execute("SELECT MAX(version) FROM versions").fetchone()
+        return int(row[0] or 0)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """Hold the lock for one write transaction: committed on success, else rolled back."""
+        with self._lock:
+            self._connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._connection
+                self._connection.execute("COMMIT")
+            except BaseException:
+                if self._connection.in_transaction:
+                    self._connection.execute("ROLLBACK")
+                raise
+
+
+def _version_from_row(row: tuple[Any, ...]) -> DefinitionVersion:
+    return DefinitionVersion(
+        version=int(row[0]),
+        digest=row[1],
+        definitions=Definitions.model_validate(orjson.loads(row[2])),
+        applied_at=row[3],
+        actor=row[4],
+        note=row[5],
+    )

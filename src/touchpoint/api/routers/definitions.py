@@ -1,5 +1,186 @@
-"""SCAFFOLD: replaced by the helper that owns this router."""
+"""Definitions admin: read every version, plan and apply whole sets, edit one item.
 
-from fastapi import APIRouter
+Every write validates the whole resulting set before anything is stored (a bad one
+is a 422 naming its `path` and `reason`), creates at most one new version, and is
+recorded in the audit log by `decide.apply`. Reading placements
+(`GET /v1/placements[/{name}]`) belongs to the decide router.
+"""
 
-router = APIRouter()
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query
+from pydantic import BaseModel, ConfigDict
+
+from touchpoint.api.deps import AdminKey, WorkspaceDep
+from touchpoint.core.definitions import Definitions, parse_definitions
+from touchpoint.core.errors import NotFound
+from touchpoint.decide.apply import (
+    DefinitionDiff,
+    apply_definitions,
+    delete_content,
+    delete_placement,
+    diff_definitions,
+    edit_definitions,
+    put_content,
+    put_placement,
+)
+from touchpoint.decide.definition_store import DefinitionVersion
+from touchpoint.runtime import Workspace
+
+router = APIRouter(tags=["definitions"], dependencies=[AdminKey])
+
+ACTOR = "secret_key"
+ItemBody = Annotated[dict[str, Any], Body(description="the item, as in touchpoint.yaml")]
+
+
+class PlanRequest(BaseModel):
+    """A whole set of placements and content (items are validated by `parse_definitions`,
+    so an error names its path inside the set)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    placements: list[Any]
+    content: list[Any]
+
+
+class ApplyRequest(PlanRequest):
+    """A whole set to apply, with a note kept on the version."""
+
+    note: str = ""
+
+
+def _version(version: DefinitionVersion, *, definitions: bool = True) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "version": version.version,
+        "digest": version.digest,
+        "applied_at": version.applied_at,
+        "actor": version.actor,
+        "note": version.note,
+    }
+    if definitions:
+        body["definitions"] = version.definitions.model_dump(mode="json")
+    else:
+        body["placements"] = len(version.definitions.placements)
+        body["content"] = len(version.definitions.content)
+    return body
+
+
+def _applied(version: DefinitionVersion, diff: DefinitionDiff, *, previous: int) -> dict[str, Any]:
+    return {
+        "version": version.version,
+        "changed": version.version != previous,
+        "diff": diff.to_dict(),
+    }
+
+
+def _edit(
+    workspace: Workspace, change: Callable[[Definitions], Definitions], note: str
+) -> dict[str, Any]:
+    previous = workspace.definitions.latest_version()
+    version, diff = edit_definitions(
+        workspace.definitions, change, audit=workspace.audit, actor=ACTOR, note=note
+    )
+    return _applied(version, diff, previous=previous)
+
+
+@router.get("/v1/definitions", summary="The current placements and content, with their version")
+def current_definitions(workspace: WorkspaceDep) -> dict[str, Any]:
+    current = workspace.definitions.current()
+    if current is None:
+        raise NotFound("no definitions applied yet")
+    return _version(current)
+
+
+@router.get("/v1/definitions/versions", summary="Every applied version, newest first")
+def definition_versions(
+    workspace: WorkspaceDep,
+    cursor: str | None = None,
+    limit: int = Query(default=20, ge=1, le=100),
+) -> dict[str, Any]:
+    page = workspace.definitions.versions(cursor=cursor, limit=limit)
+    return {
+        "versions": [_version(item, definitions=False) for item in page.items],
+        "next_cursor": page.next_cursor,
+    }
+
+
+@router.get("/v1/definitions/versions/{number}", summary="One applied version")
+def definition_version(number: int, workspace: WorkspaceDep) -> dict[str, Any]:
+    version = workspace.definitions.get(number)
+    if version is None:
+        raise NotFound(f"no definitions version {number}", details={"version": number})
+    return _version(version)
+
+
+@router.post("/v1/definitions/plan", summary="What applying a set would change (stores nothing)")
+def plan_definitions(request: PlanRequest, workspace: WorkspaceDep) -> dict[str, Any]:
+    definitions = parse_definitions(request.model_dump(include={"placements", "content"}))
+    current = workspace.definitions.current()
+    diff = diff_definitions(current.definitions if current else None, definitions)
+    return {
+        "current_version": current.version if current else 0,
+        "changed": not diff.empty or current is None,
+        "diff": diff.to_dict(),
+    }
+
+
+@router.put("/v1/definitions", summary="Apply a whole set as the next version")
+def put_definitions(request: ApplyRequest, workspace: WorkspaceDep) -> dict[str, Any]:
+    previous = workspace.definitions.latest_version()
+    version, diff = apply_definitions(
+        workspace.definitions,
+        request.model_dump(include={"placements", "content"}),
+        audit=workspace.audit,
+        actor=ACTOR,
+        note=request.note,
+    )
+    return _applied(version, diff, previous=previous)
+
+
+@router.put("/v1/content/{content_id}", summary="Create or replace one content item")
+def put_content_item(
+    content_id: str,
+    workspace: WorkspaceDep,
+    item: ItemBody,
+    note: str | None = None,
+) -> dict[str, Any]:
+    def change(definitions: Definitions) -> Definitions:
+        return put_content(definitions, content_id, item)
+
+    return _edit(workspace, change, note or f"PUT content {content_id}")
+
+
+@router.delete("/v1/content/{content_id}", summary="Delete one content item")
+def delete_content_item(
+    content_id: str, workspace: WorkspaceDep, note: str | None = None
+) -> dict[str, Any]:
+    def change(definitions: Definitions) -> Definitions:
+        return delete_content(definitions, content_id)
+
+    return _edit(workspace, change, note or f"DELETE content {content_id}")
+
+
+@router.put("/v1/placements/{name}", summary="Create or replace one placement")
+def put_placement_item(
+    name: str,
+    workspace: WorkspaceDep,
+    item: ItemBody,
+    note: str | None = None,
+) -> dict[str, Any]:
+    def change(definitions: Definitions) -> Definitions:
+        return put_placement(definitions, name, item)
+
+    return _edit(workspace, change, note or f"PUT placement {name}")
+
+
+@router.delete("/v1/placements/{name}", summary="Delete one placement")
+def delete_placement_item(
+    name: str, workspace: WorkspaceDep, note: str | None = None
+) -> dict[str, Any]:
+    def change(definitions: Definitions) -> Definitions:
+        return delete_placement(definitions, name)
+
+    return _edit(workspace, change, note or f"DELETE placement {name}")

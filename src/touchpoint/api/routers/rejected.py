@@ -53,13 +53,27 @@ def list_rejected(
 
 @router.post("/v1/rejected/replay", summary="Re-validate rejected events; log those that pass")
 async def replay(request: ReplayRequest, workspace: WorkspaceDep) -> dict[str, Any]:
-    result = await run_in_threadpool(
-        replay_rejected,
-        workspace.collector,
-        workspace.rejected,
-        workspace.settings.config,
-        ids=request.ids,
-        reason=request.reason,
-        limit=request.limit,
-    )
-    return result.to_dict()
+    def run() -> dict[str, Any]:
+        result = replay_rejected(
+            workspace.collector,
+            workspace.rejected,
+            workspace.settings.config,
+            ids=request.ids,
+            reason=request.reason,
+            limit=request.limit,
+        )
+        counts = result.to_dict()
+        workspace.audit.record(
+            actor="secret_key",
+            action="rejected.replay",
+            target="rejected",
+            details={
+                **counts,
+                "ids": len(request.ids) if request.ids is not None else None,
+                "reason": request.reason,
+                "limit": request.limit,
+            },
+        )
+        return counts
+
+    return await run_in_threadpool(run)
