@@ -12,12 +12,13 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from touchpoint.collect.pii import identifier_text
 from touchpoint.core.errors import InvalidInput
 from touchpoint.profiles.store import Page
 
@@ -115,6 +116,59 @@ CREATE INDEX IF NOT EXISTS rejected_by_reason ON rejected (reason, id);
 CREATE INDEX IF NOT EXISTS rejected_by_source ON rejected (source, id);
 CREATE INDEX IF NOT EXISTS rejected_by_message_id ON rejected (message_id);
 """
+
+
+# The fields an identity can come from, extracted by SQLite without decoding whole events:
+# the top-level ids, and the trait objects (only when they are objects) as JSON text.
+_IDENTIFYING_FIELDS = """
+SELECT id,
+    json_extract(event, '$.userId'), json_extract(event, '$.anonymousId'),
+    json_extract(event, '$.previousId'),
+    CASE json_type(event, '$.traits') WHEN 'object' THEN json_extract(event, '$.traits') END,
+    CASE json_type(event, '$.context.traits')
+        WHEN 'object' THEN json_extract(event, '$.context.traits') END
+FROM rejected WHERE json_valid(event) AND json_type(event) = 'object'
+"""
+_TOP_LEVEL_IDS = ("userId", "anonymousId", "previousId")
+
+
+def _variants(value: Any) -> set[str]:
+    """The forms under which a raw identifier may have been stored as an identity: as text,
+    trimmed, and lower-cased (the normalizations an identity kind can apply, short of email
+    and phone, whose kinds are PII and so stored hashed)."""
+    text = identifier_text(value)
+    if text is None:
+        return set()
+    return {text, text.strip(), text.strip().lower()}
+
+
+def _names_any(ids: Iterable[Any], trait_objects: Iterable[Any], wanted: frozenset[str]) -> bool:
+    if any(_variants(value) & wanted for value in ids):
+        return True
+    return any(
+        _variants(value) & wanted
+        for traits in trait_objects
+        if isinstance(traits, dict)
+        for value in traits.values()
+    )
+
+
+def names_any(event: Any, values: Collection[str]) -> bool:
+    """Whether a stored rejected event names one of these identity values (as stored: PII
+    ones hashed) as `userId`, `anonymousId`, `previousId`, or as any value of its `traits`
+    or `context.traits` (where identity traits such as a hashed email live).
+
+    Errs on the side of erasure: a trait value equal to an erased identifier counts, even
+    if that trait is not an identity kind, so no rejected event of the person survives.
+    """
+    if not isinstance(event, dict):
+        return False
+    context = event.get("context")
+    return _names_any(
+        (event.get(key) for key in _TOP_LEVEL_IDS),
+        (event.get("traits"), context.get("traits") if isinstance(context, dict) else None),
+        frozenset(values),
+    )
 
 
 def _parse_cursor(cursor: str | None) -> int | None:
@@ -247,8 +301,29 @@ class SqliteRejectedStore(RejectedStore):
         """See `RejectedStore.remove`."""
         return self._delete("id", list(dict.fromkeys(ids)))
 
-    def erase_identities(self, values: Sequence[str]) -> int:  # SCAFFOLD (helper D replaces)
-        raise NotImplementedError
+    def erase_identities(self, values: Sequence[str]) -> int:
+        """See `RejectedStore.erase_identities`. The store is small (rejections are the
+        exception), so this scans it: SQLite extracts the identifying fields, Python matches
+        them with `names_any`, and the matches are deleted in the same transaction."""
+        wanted = frozenset(value for value in values if value)
+        if not wanted:
+            return 0
+        with self._transaction() as connection:
+            rows = connection.execute(_IDENTIFYING_FIELDS).fetchall()
+            ids = [
+                row[0]
+                for row in rows
+                if _names_any(
+                    row[1:4], (json.loads(text) for text in row[4:6] if text is not None), wanted
+                )
+            ]
+            deleted = 0
+            for start in range(0, len(ids), _CHUNK):
+                chunk = ids[start : start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                sql = f"DELETE FROM rejected WHERE id IN ({marks})"
+                deleted += connection.execute(sql, tuple(chunk)).rowcount
+        return deleted
 
     def erase_message_ids(self, message_ids: Sequence[str]) -> int:
         """See `RejectedStore.erase_message_ids`."""

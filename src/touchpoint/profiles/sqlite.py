@@ -20,7 +20,7 @@ import base64
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -29,8 +29,10 @@ import orjson
 
 from touchpoint.core.clock import isoformat, utcnow
 from touchpoint.core.errors import BadRequest, NotFound, TouchpointError, Unavailable
+from touchpoint.profiles import sqlite_erase
 from touchpoint.profiles.model import Identity, MergeRecord, Profile
 from touchpoint.profiles.store import (
+    ErasedProfile,
     Page,
     ProfileStore,
     ProfileWriter,
@@ -144,6 +146,10 @@ class _SqliteWriter(ProfileWriter):
         self._open = True
         self._owners: dict[Identity, str | None] = {}
         self._now: str | None = None
+        # Tombstones only change in `SqliteProfileStore.erase`, which holds the same write
+        # lock, so what this transaction learnt about them stays true until it ends.
+        self._any_tombstone: bool | None = None
+        self._tombstoned: dict[str, bool] = {}
 
     def _stamp(self) -> str:
         """The `updated_at` of rows this transaction writes: its first write's time."""
@@ -303,8 +309,21 @@ class _SqliteWriter(ProfileWriter):
         )
         return (_timeline_event(row) for row in rows.fetchall())
 
-    def tombstoned(self, keys: Any) -> set[str]:  # SCAFFOLD (helper D replaces)
-        return set()
+    def tombstoned(self, keys: Collection[str]) -> set[str]:
+        """See `ProfileWriter.tombstoned`: no query at all while no tombstone exists, and
+        each key is looked up once per transaction (one query per 500 new keys)."""
+        db = self._db()
+        if self._any_tombstone is None:
+            self._any_tombstone = sqlite_erase.any_tombstone(db)
+        if not self._any_tombstone:
+            return set()
+        known = self._tombstoned
+        unknown = [key for key in dict.fromkeys(keys) if key not in known]
+        if unknown:
+            found = sqlite_erase.tombstoned(db, unknown)
+            for key in unknown:
+                known[key] = key in found
+        return {key for key in keys if known[key]}
 
     def set_segment(self, profile_id: str, segment: str, *, member: bool, at: str) -> None:
         db = self._db()
@@ -337,7 +356,7 @@ class SqliteProfileStore(ProfileStore):
         self._connections_lock = threading.Lock()
         self._closed = False
         self._writer_connection = self._connect()
-        self._writer_connection.executescript(_SCHEMA)
+        self._writer_connection.executescript(_SCHEMA + sqlite_erase.TOMBSTONE_SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(
@@ -386,6 +405,16 @@ class SqliteProfileStore(ProfileStore):
         SQLite errors of the store itself (locked, disk full, I/O) surface as `Unavailable`, so
         a caller can tell "retry later" from a problem with its own input.
         """
+        with self._write_transaction() as connection:
+            writer = _SqliteWriter(connection)
+            try:
+                yield writer
+            finally:
+                writer.close()
+
+    @contextmanager
+    def _write_transaction(self) -> Iterator[sqlite3.Connection]:
+        """`BEGIN IMMEDIATE` on the write connection under the write lock; see `transaction`."""
         if self._closed:
             raise TouchpointError("the profile store is closed")
         with self._write_lock:
@@ -394,13 +423,10 @@ class SqliteProfileStore(ProfileStore):
                 connection.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as error:
                 raise Unavailable(f"the profile store cannot start a write: {error}") from error
-            writer = _SqliteWriter(connection)
             try:
-                yield writer
-                writer.close()
+                yield connection
                 connection.execute("COMMIT")
             except BaseException as error:
-                writer.close()
                 if connection.in_transaction:
                     connection.execute("ROLLBACK")
                 if isinstance(error, sqlite3.OperationalError):
@@ -491,15 +517,37 @@ class SqliteProfileStore(ProfileStore):
     def count(self) -> int:
         return int(self._query("SELECT COUNT(*) FROM profiles", ())[0][0])
 
-    # SCAFFOLD (helper D replaces): erasure verbs.
     def segment_history(self, profile_id: str) -> list[SegmentChange]:
-        raise NotImplementedError
+        """See `ProfileStore.segment_history`: the survivor's changes and those of every
+        profile merged into it, oldest first."""
+        with self._snapshot() as db:
+            ids = sqlite_erase.person_ids(db, _resolve_redirect(db, profile_id))
+            return sqlite_erase.segment_history(db, ids)
 
-    def erase(self, profile_id: str, **_: Any) -> Any:
-        raise NotImplementedError
+    def erase(
+        self,
+        profile_id: str,
+        *,
+        tombstone_key: Callable[[Identity], str],
+        extra_tombstones: Collection[str] = (),
+        job_id: str,
+        at: str,
+    ) -> ErasedProfile | None:
+        """See `ProfileStore.erase`: one `BEGIN IMMEDIATE` transaction on the write connection
+        (so it never interleaves with a stream batch), tombstones in the same commit."""
+        with self._write_transaction() as db:
+            return sqlite_erase.erase_person(
+                db,
+                _resolve_redirect(db, profile_id),
+                tombstone_key=tombstone_key,
+                extra_tombstones=extra_tombstones,
+                job_id=job_id,
+                at=at,
+            )
 
     def tombstone(self, key: str) -> str | None:
-        raise NotImplementedError
+        """See `ProfileStore.tombstone`."""
+        return sqlite_erase.tombstone_job(self._reader(), key)
 
     def close(self) -> None:
         """Close every connection this store opened (in any thread)."""

@@ -1,5 +1,50 @@
-"""SCAFFOLD: replaced by the helper that owns this router."""
+"""Erasure and export of a person: the privacy rights, on the secret key.
+
+The handlers only translate HTTP to `Eraser.erase` and `export_person`; both write the
+audit log, with the secret key as the actor.
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
 
-router = APIRouter()
+from touchpoint.api.deps import AdminKey, WorkspaceDep
+from touchpoint.govern.export import export_person
+
+router = APIRouter(tags=["governance"], dependencies=[AdminKey])
+
+ACTOR = "secret_key"
+
+
+@router.delete(
+    "/v1/profiles/{kind}/{value}",
+    summary="Erase a person from every store; returns the erasure job (idempotent)",
+)
+async def erase_profile(kind: str, value: str, workspace: WorkspaceDep) -> dict[str, Any]:
+    job = await run_in_threadpool(workspace.eraser.erase, kind, value, actor=ACTOR)
+    return job.to_dict()
+
+
+@router.get(
+    "/v1/profiles/{kind}/{value}/export",
+    summary="Everything held about a person, as JSON",
+)
+async def export_profile(kind: str, value: str, workspace: WorkspaceDep) -> dict[str, Any]:
+    def export() -> dict[str, Any]:
+        return export_person(
+            kind,
+            value,
+            profiles=workspace.profiles,
+            decisions=workspace.decisions,
+            rejected=workspace.rejected,
+            audit=workspace.audit,
+            hasher=workspace.hasher,
+            resolver=workspace.resolver,
+            features=workspace.features,
+            actor=ACTOR,
+        )
+
+    return await run_in_threadpool(export)
