@@ -1,10 +1,520 @@
-"""SCAFFOLD (helper A replaces): the decision engine."""
+"""The decision engine: a profile, a context and placements in; one decision out, logged.
+
+For each requested placement the engine takes its candidates from the compiled
+catalog of the current definitions version, keeps those active now, eligible for
+this person and under their frequency caps, lets the placement's policy choose,
+renders the choice, and falls back when nothing is eligible or the choice does
+not render. Without `personalization` consent every placement gets its fallback,
+rendered with no profile data. Every placement's decision is stored in the
+decision log (one write per request) before the result is returned, with the
+policy, the definitions version and the propensity, so outcomes can be joined
+to it and policies evaluated later.
+
+Cost is kept to what the person changes: the catalog's index shortlists the
+candidates, each distinct eligibility condition is evaluated at most once per
+request, the policy reads tiers lazily, caps are read from the log only when a
+capped candidate is reached (once per window), and renders are remembered (see
+`render`).
+
+The engine is shared by every request thread: the catalog is immutable and
+swapped whole when `definitions.latest_version()` moves (checked at most every
+`reload_interval` seconds, compiled off the request path), policies are
+stateless, and per-request state (cap counts, condition results) lives on the
+stack.
+"""
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
+
+from touchpoint.collect.pii import IdentityHasher
+from touchpoint.core.clock import isoformat, new_id, utcnow
+from touchpoint.core.config import TouchpointConfig
+from touchpoint.core.definitions import PERSONALIZATION
+from touchpoint.core.errors import InvalidInput, NotFound
+from touchpoint.core.metrics import Metrics
+from touchpoint.decide.catalog import Catalog, CompiledContent, CompiledPlacement
+from touchpoint.decide.definition_store import DefinitionStore
+from touchpoint.decide.log import DecisionLog, DecisionRecord
+from touchpoint.decide.policy import Policy, default_policies
+from touchpoint.decide.render import TemplateRenderError
+from touchpoint.profiles.identity import IdentityResolver
+from touchpoint.profiles.model import Identity, Profile
+from touchpoint.profiles.store import ProfileStore
+from touchpoint.profiles.view import profile_document
+from touchpoint.stream.features import FeatureEngine
+
+logger = logging.getLogger(__name__)
+
+ELIGIBLE = "eligible"
+FALLBACK = "fallback"
+NO_CONSENT = "no_consent"
+RENDER_ERROR = "render_error"
+EMPTY = "empty"
+
+
+@dataclass(frozen=True, slots=True)
+class DecideRequest:
+    """Who is asking (`identities`: kind -> value as the caller knows it, raw or hashed for
+    PII kinds), in which `context` (page, device…), for which placements (in order)."""
+
+    identities: Mapping[str, str]
+    placements: Sequence[str]
+    context: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementDecision:
+    """What one placement shows: the content (None if nothing), its payload and rendered
+    HTML (None without a template), why (`reason`), and the policy and its propensity."""
+
+    placement: str
+    content_id: str | None
+    payload: dict[str, Any] | None
+    html: str | None
+    reason: str
+    policy: str
+    propensity: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The API's shape of one placement."""
+        return {
+            "content_id": self.content_id,
+            "payload": self.payload,
+            "html": self.html,
+            "reason": self.reason,
+            "policy": self.policy,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DecideResult:
+    """One decision: its id, the person (`profile_id` None for someone without a profile
+    yet; `subject` the identity decisions are keyed on), the definitions version used, and
+    one PlacementDecision per requested placement, in request order."""
+
+    decision_id: str
+    profile_id: str | None
+    subject: str
+    definitions_version: int
+    at: str
+    placements: dict[str, PlacementDecision]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The API's response body."""
+        return {
+            "decision_id": self.decision_id,
+            "profile_id": self.profile_id,
+            "definitions_version": self.definitions_version,
+            "placements": {name: item.to_dict() for name, item in self.placements.items()},
+        }
+
+
+class _Caps:
+    """One request's view of frequency caps: counts read from the decision log lazily, once
+    per distinct window, for every content capped over that window."""
+
+    __slots__ = ("_catalog", "_counts", "_decisions", "_now", "_profile_id", "_subjects")
+
+    def __init__(
+        self,
+        decisions: DecisionLog,
+        catalog: Catalog,
+        profile_id: str | None,
+        subjects: list[str],
+        now: datetime,
+    ) -> None:
+        self._decisions = decisions
+        self._catalog = catalog
+        self._profile_id = profile_id
+        self._subjects = subjects
+        self._now = now
+        self._counts: dict[timedelta, dict[str, int]] = {}
+
+    def _window(self, window: timedelta) -> dict[str, int]:
+        counts = self._counts.get(window)
+        if counts is None:
+            counts = dict(
+                self._decisions.shown_counts(
+                    profile_id=self._profile_id,
+                    subjects=self._subjects,
+                    content_ids=self._catalog.cap_windows.get(window, frozenset()),
+                    since=isoformat(self._now - window),
+                )
+            )
+            self._counts[window] = counts
+        return counts
+
+    def reached(self, item: CompiledContent) -> bool:
+        """Whether any of the item's caps is reached for this person."""
+        return any(self._window(cap.window).get(item.id, 0) >= cap.max for cap in item.caps)
+
+    def shown(self, item: CompiledContent) -> None:
+        """Count a choice made in this request (two placements may show the same item)."""
+        for cap in item.caps:
+            counts = self._window(cap.window)
+            counts[item.id] = counts.get(item.id, 0) + 1
+
+
+@dataclass(slots=True)
+class _Person:
+    """One request's person and moment, shared by its placements. `conditions`: the
+    results of eligibility conditions evaluated so far, by condition slot."""
+
+    document: Mapping[str, Any]
+    subject_document: Mapping[str, Any]
+    subject: str
+    context: Mapping[str, Any]
+    now: datetime
+    at: str
+    caps: _Caps
+    conditions: dict[int, bool] = field(default_factory=dict)
 
 
 class Decider:
-    def __init__(self, **parts: Any) -> None:
-        self.parts = parts
+    """Decides what placements show a person, and logs every decision.
+
+    Thread-safe: call `decide` from any number of threads.
+    """
+
+    def __init__(
+        self,
+        *,
+        config: TouchpointConfig,
+        definitions: DefinitionStore,
+        decisions: DecisionLog,
+        profiles: ProfileStore,
+        resolver: IdentityResolver,
+        hasher: IdentityHasher,
+        features: FeatureEngine,
+        metrics: Metrics,
+        clock: Callable[[], datetime] = utcnow,
+        reload_interval: float = 1.0,
+    ) -> None:
+        self._consent = config.consent
+        self._definitions = definitions
+        self._decisions = decisions
+        self._profiles = profiles
+        self._resolver = resolver
+        self._hasher = hasher
+        self._features = features
+        self._metrics = metrics
+        self._clock = clock
+        self._reload_interval = reload_interval
+        self._policies: Mapping[str, Policy] = default_policies()
+        self._kind_rank = {kind.name: rank for rank, kind in enumerate(resolver.kinds)}
+        self._catalog = Catalog.empty()
+        self._checked_at = float("-inf")  # monotonic time of the last version check
+        self._lock = threading.Lock()
+        self._reloading = False  # a background reload is under way
+        self._counters: dict[tuple[str, str], Any] = {}
+
+    # -- definitions --------------------------------------------------------------------------
+
+    @property
+    def identity_kinds(self) -> tuple[str, ...]:
+        """The identity kinds a request may name, highest priority first."""
+        return tuple(self._kind_rank)
+
+    def catalog(self) -> Catalog:
+        """The compiled current definitions.
+
+        Whether a new version was applied is checked at most every `reload_interval`
+        seconds. A new version is compiled on a background thread (500 items take a few
+        hundred milliseconds) while requests keep deciding with the old one, then swapped
+        in whole; only the first load, with nothing to serve meanwhile, happens in the
+        calling thread.
+        """
+        if time.monotonic() - self._checked_at < self._reload_interval:
+            return self._catalog
+        if self._catalog.version == 0:
+            with self._lock:
+                if time.monotonic() - self._checked_at >= self._reload_interval:
+                    self._reload()
+                return self._catalog
+        if self._lock.acquire(blocking=False):  # else another thread is on it
+            try:
+                if time.monotonic() - self._checked_at >= self._reload_interval:
+                    self._check()
+            finally:
+                self._lock.release()
+        return self._catalog
+
+    def refresh(self) -> Catalog:
+        """Load the latest version now, in this thread (after an `apply` in this process)."""
+        with self._lock:
+            self._reload()
+            return self._catalog
+
+    def _check(self) -> None:
+        """With the lock held: start a background reload if the version moved."""
+        self._checked_at = time.monotonic()
+        try:
+            latest = self._definitions.latest_version()
+        except Exception:
+            logger.exception("could not read the definitions version")
+            return
+        if latest != self._catalog.version:
+            threading.Thread(target=self.refresh, name="definitions-reload", daemon=True).start()
+
+    def _reload(self) -> None:
+        """With the lock held: swap in the latest version if it moved; keep deciding with the
+        old one if it cannot be loaded."""
+        try:
+            latest = self._definitions.latest_version()
+            if latest != self._catalog.version:
+                current = self._definitions.current()
+                if current is None:
+                    self._catalog = Catalog.empty()
+                else:
+                    self._catalog = Catalog.compile(current.definitions, current.version)
+        except Exception:
+            logger.exception(
+                "could not load definitions; still deciding with version %d", self._catalog.version
+            )
+        self._checked_at = time.monotonic()
+
+    def describe(self) -> dict[str, Any]:
+        """The current version and every placement with its content and fallback."""
+        return self.catalog().describe()
+
+    def describe_placement(self, name: str) -> dict[str, Any]:
+        """One placement with its content and fallback; NotFound if unknown."""
+        catalog = self.catalog()
+        placement = catalog.placements.get(name)
+        if placement is None:
+            raise NotFound(f"unknown placement {name!r}", details={"placement": name})
+        return {"version": catalog.version, **placement.describe()}
+
+    # -- deciding -----------------------------------------------------------------------------
+
+    def decide(self, request: DecideRequest) -> DecideResult:
+        """Decide every requested placement for the person, log it, return it.
+
+        Raises NotFound naming the first unknown placement (nothing is logged then) and
+        InvalidInput for an undeclared identity kind or an empty identity.
+        """
+        catalog = self.catalog()
+        placements = self._placements(catalog, request.placements)
+        identities = self._identities(request.identities)
+        subjects = [f"{identity.kind}:{identity.value}" for identity in identities]
+        now = self._clock()
+        at = isoformat(now)
+        profile = self._person(identities)
+        profile_id = profile.profile_id if profile is not None else None
+        document = (
+            profile_document(profile, self._features, now)
+            if profile is not None
+            else self._empty_document(now)
+        )
+        context = request.context
+        if self._consent.allows(document["consent"], PERSONALIZATION):
+            person = _Person(
+                document=document,
+                subject_document={**document, "context": context},
+                subject=subjects[0],
+                context=context,
+                now=now,
+                at=at,
+                caps=_Caps(self._decisions, catalog, profile_id, subjects, now),
+            )
+            decided = [self._decide_placement(placement, person) for placement in placements]
+        else:
+            empty = self._empty_document(now)
+            decided = [
+                self._fallback(placement, empty, context, NO_CONSENT) for placement in placements
+            ]
+
+        decision_id = new_id()
+        stored_context = dict(context)
+        self._decisions.record(
+            [
+                DecisionRecord(
+                    decision_id=decision_id,
+                    placement=item.placement,
+                    content_id=item.content_id,
+                    profile_id=profile_id,
+                    subject=subjects[0],
+                    policy=item.policy,
+                    definitions_version=catalog.version,
+                    reason=item.reason,
+                    propensity=item.propensity,
+                    at=at,
+                    context=stored_context,
+                )
+                for item in decided
+            ]
+        )
+        for item in decided:
+            self._decision_counter(item.placement, item.reason).inc()
+        return DecideResult(
+            decision_id=decision_id,
+            profile_id=profile_id,
+            subject=subjects[0],
+            definitions_version=catalog.version,
+            at=at,
+            placements={item.placement: item for item in decided},
+        )
+
+    def _decision_counter(self, placement: str, reason: str) -> Any:
+        """The decisions counter's child for these labels (looked up once, then kept)."""
+        key = (placement, reason)
+        child = self._counters.get(key)
+        if child is None:
+            child = self._counters[key] = self._metrics.decisions.labels(placement, reason)
+        return child
+
+    def _placements(self, catalog: Catalog, names: Sequence[str]) -> list[CompiledPlacement]:
+        placements = []
+        for name in dict.fromkeys(names):
+            placement = catalog.placements.get(name)
+            if placement is None:
+                raise NotFound(f"unknown placement {name!r}", details={"placement": name})
+            placements.append(placement)
+        return placements
+
+    def _identities(self, given: Mapping[str, str]) -> list[Identity]:
+        """The request's identities in stored form, highest-priority kind first."""
+        if not given:
+            raise InvalidInput(
+                f"name the person with one of: {', '.join(self._kind_rank)}",
+                details={"field": "identity"},
+            )
+        for kind, value in given.items():
+            if kind not in self._kind_rank:
+                raise InvalidInput(
+                    f"{kind}: not an identity kind (declared: {', '.join(self._kind_rank)})",
+                    details={"field": kind},
+                )
+            if not isinstance(value, str) or not value.strip():
+                raise InvalidInput(f"{kind}: must be a non-empty string", details={"field": kind})
+        ordered = sorted(given, key=self._kind_rank.__getitem__)
+        lookup = self._resolver.identity_for_lookup
+        return [lookup(kind, given[kind], self._hasher) for kind in ordered]
+
+    def _person(self, identities: list[Identity]) -> Profile | None:
+        for identity in identities:
+            profile_id = self._profiles.find(identity)
+            if profile_id is not None:
+                profile = self._profiles.get(profile_id)
+                if profile is not None:
+                    return profile
+        return None
+
+    def _empty_document(self, now: datetime) -> dict[str, Any]:
+        """The document of someone without a profile: profile_document's keys, empty."""
+        return {
+            "profile_id": None,
+            "identities": {},
+            "traits": {},
+            "features": self._features.values({}, now),
+            "segments": [],
+            "segment_memberships": {},
+            "consent": {},
+            "scores": {},
+            "first_seen": None,
+            "last_seen": None,
+            "created_at": None,
+            "profile": {"id": None, "first_seen": None, "last_seen": None},
+        }
+
+    def _decide_placement(self, placement: CompiledPlacement, person: _Person) -> PlacementDecision:
+        policy = self._policies[placement.policy]
+        subject_document, now, at = person.subject_document, person.now, person.at
+        caps, conditions = person.caps, person.conditions
+
+        def eligible_tiers() -> Iterator[list[CompiledContent]]:
+            # The shortlist is in rank order, so equal priorities are adjacent.
+            tier: list[CompiledContent] = []
+            priority = None
+            for _, item in placement.shortlist(subject_document):
+                if item.priority != priority:
+                    if tier:
+                        yield tier
+                        tier = []
+                    priority = item.priority
+                if item.windowed and not item.active(at):
+                    continue
+                condition = item.condition
+                if condition is not None:
+                    holds = conditions.get(item.condition_slot)
+                    if holds is None:
+                        holds = conditions[item.condition_slot] = condition(subject_document, now)
+                    if not holds:
+                        continue
+                if item.caps and caps.reached(item):
+                    continue
+                tier.append(item)
+            if tier:
+                yield tier
+
+        document, context = person.document, person.context
+        choice = policy.choose(placement.name, eligible_tiers(), person.subject)
+        if choice is None:
+            return self._fallback(placement, document, context, FALLBACK)
+        item = choice.content
+        if item.caps:
+            caps.shown(item)
+        try:
+            html = self._render(item, placement.name, document, context)
+        except TemplateRenderError as error:
+            self._template_failed(error, placement.name)
+            return self._fallback(placement, document, context, FALLBACK, after_error=True)
+        return PlacementDecision(
+            placement.name, item.id, item.payload, html, ELIGIBLE, choice.policy, choice.propensity
+        )
+
+    def _fallback(
+        self,
+        placement: CompiledPlacement,
+        document: Mapping[str, Any],
+        context: Mapping[str, Any],
+        reason: str,
+        *,
+        after_error: bool = False,
+    ) -> PlacementDecision:
+        """The placement's fallback with `reason`; `empty` without one, `render_error` if it
+        (or, with no fallback, the chosen item: `after_error`) failed to render. Without
+        consent the reason stays `no_consent` whatever is shown."""
+        fallback = placement.fallback
+        if fallback is None:
+            if reason != NO_CONSENT:
+                reason = RENDER_ERROR if after_error else EMPTY
+            return PlacementDecision(
+                placement.name, None, None, None, reason, placement.policy, 1.0
+            )
+        try:
+            html = self._render(fallback, placement.name, document, context)
+        except TemplateRenderError as error:
+            self._template_failed(error, placement.name)
+            if reason != NO_CONSENT:
+                reason = RENDER_ERROR
+            return PlacementDecision(
+                placement.name, None, None, None, reason, placement.policy, 1.0
+            )
+        return PlacementDecision(
+            placement.name, fallback.id, fallback.payload, html, reason, placement.policy, 1.0
+        )
+
+    @staticmethod
+    def _render(
+        item: CompiledContent,
+        placement: str,
+        document: Mapping[str, Any],
+        context: Mapping[str, Any],
+    ) -> str | None:
+        if item.template is None:
+            return None
+        return item.template.render_for(document, context=context, placement=placement)
+
+    def _template_failed(self, error: TemplateRenderError, placement: str) -> None:
+        logger.warning(
+            "content %s on placement %s skipped: %s", error.content_id, placement, error.reason
+        )
+        self._metrics.template_errors.labels(error.content_id).inc()

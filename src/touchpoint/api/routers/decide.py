@@ -1,5 +1,149 @@
-"""SCAFFOLD: replaced by the helper that owns this router."""
+"""The decide API: `POST /v1/decide`, and the placements it can fill.
 
-from fastapi import APIRouter
+`POST /v1/decide` takes the secret key (a server asking), or the write key of a
+source that allows client-side decisions (a web page asking, with the key it
+already ships). It answers with one decision id and, per placement, the
+content, its payload and rendered HTML, the reason and the policy.
 
-router = APIRouter()
+Where the work runs is a measured choice: the whole decision (a few indexed
+point reads, compiled conditions, a Liquid render or a remembered one, one short
+insert into the decision log's WAL, no fsync) runs inline on the event loop. It
+is CPU-bound Python holding the GIL wherever it runs, and its blocking part is
+tens of microseconds, so a worker thread only adds thread switches and GIL
+contention. Measured with uvicorn on this 2-core machine, 3 placements over a
+500-item catalog: inline 1,650-1,830 requests/s against 1,130-1,170 on the
+threadpool (32 clients), and a p99 at 500 requests/s of 30 ms against 83 ms
+(a loaded machine). A third shape, deciding inline and storing the decision on
+a writer thread with group commit, gave no more throughput (1,410-1,840 against
+1,720-2,030 inline in `bench/decide.py`) and a worse tail at 500 requests/s
+(59-64 ms against 2-33 ms): the writer has to win the GIL back from the loop.
+
+`GET /v1/placements` and `GET /v1/placements/{name}` (secret key) show the
+current definitions version's placements with their candidate content and
+fallback.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from touchpoint.api.deps import AdminKey, WorkspaceDep, basic_user
+from touchpoint.api.responses import OrjsonResponse
+from touchpoint.api.routers.collect import parse_json, read_body
+from touchpoint.core.errors import BadRequest, Forbidden, InvalidInput, Unauthorized
+from touchpoint.decide.engine import DecideRequest
+from touchpoint.runtime import Workspace
+
+router = APIRouter(tags=["decide"])
+
+MAX_BODY_BYTES = 64 * 1024
+MAX_PLACEMENTS = 20
+_RESERVED = frozenset({"context", "placements"})
+
+
+def authorize_decide(request: Request, workspace: Workspace) -> str:
+    """Who may decide: the secret key (`Bearer`), or a write key (Basic user name, as the
+    Segment SDKs send it, or `Bearer`) of a source with `allow_client_decisions`. Returns
+    the caller (`secret` or `source:<name>`); 401 for no or an unknown key, 403 for a
+    source that does not allow client-side decisions."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    key: str | None
+    if scheme.lower() == "bearer":
+        key = token.strip() or None
+        if key is not None and secrets.compare_digest(key, workspace.settings.secret_key):
+            return "secret"
+    else:
+        key = basic_user(request)
+    if not key:
+        raise Unauthorized(
+            "send the secret key as `Authorization: Bearer <key>`, or the write key of a "
+            "source that allows client-side decisions"
+        )
+    source = workspace.settings.config.source_by_key(key)
+    if source is None:
+        raise Unauthorized("unknown key")
+    if not source.allow_client_decisions:
+        raise Forbidden(
+            f"client-side decisions are off for source {source.name!r}: set "
+            "`allow_client_decisions: true` on it, or decide from a server with the secret key",
+            details={"source": source.name},
+        )
+    return f"source:{source.name}"
+
+
+def parse_decide_body(body: Any, identity_kinds: tuple[str, ...]) -> DecideRequest:
+    """Validate the JSON body into a DecideRequest; InvalidInput naming the field."""
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    kinds = set(identity_kinds)
+    identities: dict[str, str] = {}
+    for key, value in body.items():
+        if key in _RESERVED:
+            continue
+        if key not in kinds:
+            raise InvalidInput(
+                f"{key}: unknown field; name the person with one of "
+                f"{', '.join(identity_kinds)}, plus `context` and `placements`",
+                details={"field": key},
+            )
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value.strip():
+            raise InvalidInput(f"{key}: must be a non-empty string", details={"field": key})
+        identities[key] = value
+    if not identities:
+        raise InvalidInput(
+            f"name the person with one of: {', '.join(identity_kinds)}",
+            details={"field": "identity", "accepted": list(identity_kinds)},
+        )
+    context = body.get("context")
+    if context is None:
+        context = {}
+    elif not isinstance(context, dict):
+        raise InvalidInput("context: must be an object", details={"field": "context"})
+    placements = body.get("placements")
+    if not isinstance(placements, list) or not placements:
+        raise InvalidInput(
+            "placements: must be a non-empty list of placement names",
+            details={"field": "placements"},
+        )
+    if len(placements) > MAX_PLACEMENTS:
+        raise InvalidInput(
+            f"placements: at most {MAX_PLACEMENTS} per request", details={"field": "placements"}
+        )
+    if not all(isinstance(name, str) for name in placements):
+        raise InvalidInput(
+            "placements: every item must be a placement name (a string)",
+            details={"field": "placements"},
+        )
+    if len(set(placements)) != len(placements):
+        raise InvalidInput("placements: names must be unique", details={"field": "placements"})
+    return DecideRequest(identities=identities, placements=placements, context=context)
+
+
+@router.post("/v1/decide", summary="Decide what placements show a person")
+async def decide(request: Request) -> OrjsonResponse:
+    # The workspace is read from the app state rather than through a dependency: on a route
+    # this hot, FastAPI's dependency resolution is a measurable share of the request.
+    workspace: Workspace = request.app.state.workspace
+    authorize_decide(request, workspace)
+    raw = await read_body(request, MAX_BODY_BYTES)
+    decider = workspace.decider
+    decision = decider.decide(parse_decide_body(parse_json(raw), decider.identity_kinds))
+    return OrjsonResponse(decision.to_dict())
+
+
+@router.get("/v1/placements", summary="Placements with their content", dependencies=[AdminKey])
+async def list_placements(workspace: WorkspaceDep) -> dict[str, Any]:
+    return workspace.decider.describe()
+
+
+@router.get(
+    "/v1/placements/{name}", summary="One placement with its content", dependencies=[AdminKey]
+)
+async def get_placement(name: str, workspace: WorkspaceDep) -> dict[str, Any]:
+    return workspace.decider.describe_placement(name)

@@ -1,0 +1,152 @@
+"""The v1 priority policy and the stable hashing that breaks its ties."""
+
+from __future__ import annotations
+
+import copy
+from collections import Counter
+from collections.abc import Iterator, Sequence
+
+import pytest
+
+from touchpoint.core.definitions import Definitions
+from touchpoint.decide.catalog import Catalog, CompiledContent
+from touchpoint.decide.policy import (
+    Choice,
+    PriorityPolicy,
+    default_policies,
+    pick_tied,
+    stable_hash,
+)
+
+# A shared table of cases: if one of these changes, every visitor's page changes with it.
+HASH_TABLE = [
+    ("anonymous_id:a1", "home_hero", "hero_a", 0xB0DB9542EC14589F),
+    ("anonymous_id:a1", "home_hero", "hero_b", 0x3915B040CE035E80),
+    ("user_id:42", "product_recs", "recs_recent", 0x5550205D733900B3),
+]
+PICK_TABLE = [
+    ("anonymous_id:a1", "home_hero", ["hero_a", "hero_b"], "hero_a"),
+    ("anonymous_id:a2", "home_hero", ["hero_a", "hero_b", "hero_c"], "hero_a"),
+    ("user_id:42", "product_recs", ["x"], "x"),
+]
+
+
+def _items(*specs: tuple[str, int]) -> dict[str, CompiledContent]:
+    definitions = Definitions.model_validate(
+        {
+            "placements": [{"name": "home_hero"}],
+            "content": [
+                {"id": content_id, "placements": ["home_hero"], "priority": priority, "payload": {}}
+                for content_id, priority in specs
+            ],
+        }
+    )
+    return dict(Catalog.compile(definitions, 1).content)
+
+
+def test_stable_hash_is_a_pure_function_of_its_inputs() -> None:
+    for subject, placement, content_id, _ in HASH_TABLE:
+        first = stable_hash(subject, placement, content_id)
+        assert first == stable_hash(subject, placement, content_id)
+        assert 0 <= first < 2**64
+    # Every part matters, and the separator keeps ("ab", "c") apart from ("a", "bc").
+    assert stable_hash("s", "p", "c") != stable_hash("s", "p", "d")
+    assert stable_hash("ab", "c", "x") != stable_hash("a", "bc", "x")
+
+
+def test_stable_hash_matches_the_shared_table() -> None:
+    # SHA-256 of "subject\x1fplacement\x1fcontent_id", first 8 bytes, big-endian: any
+    # process, machine or SDK computes the same numbers.
+    for subject, placement, content_id, expected in HASH_TABLE:
+        assert stable_hash(subject, placement, content_id) == expected
+
+
+def test_pick_tied_matches_the_shared_table_whatever_the_order() -> None:
+    for subject, placement, ids, expected in PICK_TABLE:
+        assert pick_tied(subject, placement, ids) == expected
+        assert pick_tied(subject, placement, list(reversed(ids))) == expected
+        highest = max(ids, key=lambda content_id: stable_hash(subject, placement, content_id))
+        assert expected == highest
+
+
+def test_pick_tied_needs_a_candidate() -> None:
+    with pytest.raises(ValueError):
+        pick_tied("s", "p", [])
+
+
+def test_pick_tied_spreads_people_evenly() -> None:
+    ids = ["a", "b", "c"]
+    counts = Counter(pick_tied(f"anonymous_id:v{n}", "home_hero", ids) for n in range(3000))
+    assert set(counts) == set(ids)
+    assert all(800 < count < 1200 for count in counts.values()), counts
+
+
+def test_removing_an_item_only_moves_the_people_who_had_it() -> None:
+    people = [f"anonymous_id:v{n}" for n in range(500)]
+    before = {person: pick_tied(person, "p", ["a", "b", "c"]) for person in people}
+    after = {person: pick_tied(person, "p", ["a", "b"]) for person in people}
+    for person in people:
+        if before[person] != "c":
+            assert after[person] == before[person]
+
+
+def _tiers(*tiers: Sequence[CompiledContent]) -> Iterator[Sequence[CompiledContent]]:
+    yield from tiers
+
+
+def test_priority_policy_takes_the_first_tier() -> None:
+    items = _items(("high", 10), ("low", 0))
+    choice = PriorityPolicy().choose(
+        "home_hero", _tiers([items["high"]], [items["low"]]), "anonymous_id:a"
+    )
+    assert choice == Choice(items["high"], 1.0, "priority")
+
+
+def test_priority_policy_never_reads_lower_tiers() -> None:
+    items = _items(("high", 10))
+
+    def tiers() -> Iterator[Sequence[CompiledContent]]:
+        yield [items["high"]]
+        raise AssertionError("a lower tier was evaluated")
+
+    choice = PriorityPolicy().choose("home_hero", tiers(), "anonymous_id:a")
+    assert choice is not None and choice.content.id == "high"
+
+
+def test_priority_policy_skips_empty_tiers_and_returns_none_without_candidates() -> None:
+    items = _items(("low", 0))
+    policy = PriorityPolicy()
+    choice = policy.choose("home_hero", _tiers([], [items["low"]]), "s")
+    assert choice is not None and choice.content.id == "low"
+    assert policy.choose("home_hero", _tiers(), "s") is None
+    assert policy.choose("home_hero", _tiers([], []), "s") is None
+
+
+def test_priority_policy_breaks_ties_consistently_per_person() -> None:
+    items = _items(("a", 5), ("b", 5), ("c", 5))
+    tier = [items["a"], items["b"], items["c"]]
+    policy = PriorityPolicy()
+    chosen: Counter[str] = Counter()
+    for n in range(300):
+        subject = f"anonymous_id:v{n}"
+        first = policy.choose("home_hero", _tiers(tier), subject)
+        again = policy.choose("home_hero", _tiers(list(reversed(tier))), subject)
+        assert first is not None and again is not None
+        assert first.content is again.content
+        assert first.propensity == 1.0
+        chosen[first.content.id] += 1
+    assert set(chosen) == {"a", "b", "c"}
+
+
+def test_priority_policy_does_not_mutate_its_inputs() -> None:
+    items = _items(("a", 5), ("b", 5))
+    tier = [items["a"], items["b"]]
+    kept = copy.copy(tier)
+    PriorityPolicy().choose("home_hero", _tiers(tier), "s")
+    assert tier == kept
+
+
+def test_default_policies_name_themselves() -> None:
+    policies = default_policies()
+    assert set(policies) == {"priority"}
+    assert all(policy.name == name for name, policy in policies.items())
