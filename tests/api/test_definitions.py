@@ -263,3 +263,23 @@ def test_a_restart_with_the_file_makes_the_file_current_again(restarted: TestCli
     current = restarted.get("/v1/definitions", headers=ADMIN).json()
     assert current["version"] == 3 and current["actor"] == "config:touchpoint.yaml"
     assert "hero_hi" not in [item["id"] for item in current["definitions"]["content"]]
+
+
+def test_an_applied_edit_is_decided_with_at_once(client: TestClient) -> None:
+    """The process that applied a version decides with it on the next request."""
+    item = {
+        "placements": ["home_hero"],
+        "priority": 99,
+        "template": "<h1>Sale</h1>",
+    }
+    applied = client.put("/v1/content/hero_sale", json=item, headers=bearer(SECRET_KEY))
+    assert applied.status_code == 200, applied.text
+    decided = client.post(
+        "/v1/decide",
+        json={"anonymous_id": "someone-new", "placements": ["home_hero"]},
+        headers=bearer(SECRET_KEY),
+    )
+    assert decided.status_code == 200, decided.text
+    body = decided.json()
+    assert body["definitions_version"] == applied.json()["version"]
+    assert body["placements"]["home_hero"]["content_id"] == "hero_sale"

@@ -83,6 +83,7 @@ def _edit(
     version, diff = edit_definitions(
         workspace.definitions, change, audit=workspace.audit, actor=ACTOR, note=note
     )
+    workspace.decider.refresh()  # this process decides with the new version at once
     return _applied(version, diff, previous=previous)
 
 
@@ -137,6 +138,7 @@ def put_definitions(request: ApplyRequest, workspace: WorkspaceDep) -> dict[str,
         actor=ACTOR,
         note=request.note,
     )
+    workspace.decider.refresh()  # this process decides with the new version at once
     return _applied(version, diff, previous=previous)
 
 
