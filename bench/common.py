@@ -8,12 +8,15 @@ server, so every cycle it spends is taken from the server being measured.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import gc
 import math
 import os
 import platform
+import time
 from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -179,3 +182,161 @@ def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
         return loop.run_until_complete(coroutine)
     finally:
         loop.close()
+
+
+def basic_auth(key: str) -> str:
+    """The `Authorization` value of HTTP Basic with `key` as the user name (Segment's way)."""
+    import base64
+
+    return "Basic " + base64.b64encode(f"{key}:".encode()).decode()
+
+
+@dataclass
+class Timing:
+    """What one timed phase of requests saw: statuses, latencies (seconds), CPU used."""
+
+    seconds: float = 0.0
+    statuses: dict[int, int] = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list)
+    server_cpu: float = 0.0
+    client_cpu: float = 0.0
+    extra_connections: int = 0
+    delays: list[float] = field(default_factory=list)
+    from_sent: list[float] = field(default_factory=list)
+
+    @property
+    def requests(self) -> int:
+        return sum(self.statuses.values())
+
+    @property
+    def ok(self) -> int:
+        return self.statuses.get(200, 0)
+
+    @property
+    def rate(self) -> float:
+        """Successful requests per second."""
+        return self.ok / self.seconds if self.seconds else 0.0
+
+    def cores(self, cpu_seconds: float) -> float:
+        return cpu_seconds / self.seconds if self.seconds else 0.0
+
+    def count(self, status: int) -> None:
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+
+
+async def closed_loop(
+    port: int,
+    server_pid: int,
+    requests: Sequence[tuple[bytes, bytes]],
+    *,
+    clients: int,
+    seconds: float,
+) -> Timing:
+    """Maximum throughput: `clients` keep-alive connections each send (head, body) pairs
+    back to back, cycling through `requests`, until `seconds` have passed."""
+    connections = [await RawConnection.open(port) for _ in range(clients)]
+    timing = Timing()
+    cursor = iter(range(1 << 62))
+    total = len(requests)
+    clock = time.perf_counter  # the loop's own clock may tick in whole milliseconds (uvloop)
+    deadline = 0.0
+
+    async def client(connection: RawConnection) -> None:
+        while clock() < deadline:
+            head, body = requests[next(cursor) % total]
+            sent = clock()
+            try:
+                status, _ = await connection.send(head, body)
+            except (OSError, asyncio.IncompleteReadError):
+                timing.count(0)
+                return
+            timing.latencies.append(clock() - sent)
+            timing.count(status)
+
+    server_cpu, client_cpu = process_cpu_seconds(server_pid), time.process_time()
+    started = clock()
+    deadline = started + seconds
+    await asyncio.gather(*(client(connection) for connection in connections))
+    timing.seconds = clock() - started
+    timing.server_cpu = process_cpu_seconds(server_pid) - server_cpu
+    timing.client_cpu = time.process_time() - client_cpu
+    for connection in connections:
+        await connection.close()
+    return timing
+
+
+async def open_loop(
+    port: int,
+    server_pid: int,
+    requests: Sequence[tuple[bytes, bytes]],
+    *,
+    rate: float,
+    seconds: float,
+    connections: int = 32,
+) -> Timing:
+    """Latency at a fixed offered rate: request i is due at start + i / rate whatever the
+    answers to earlier ones, sent on an idle keep-alive connection (a new one is opened if
+    none is idle, and counted). Latency runs from when a request was due, not when it
+    went out, so a stall of the server or the client counts in full (no coordinated
+    omission). `delays` keeps how late each request went out (the client's share of that),
+    `from_sent` the latency from when it went out."""
+    # First in, first out: every connection stays warm, none idles into the server's
+    # keep-alive timeout (uvicorn closes a connection idle for 5 s).
+    idle = collections.deque([await RawConnection.open(port) for _ in range(connections)])
+    opened: list[RawConnection] = list(idle)
+    timing = Timing()
+    total = max(1, int(rate * seconds))
+    clock = time.perf_counter  # the loop's own clock may tick in whole milliseconds (uvloop)
+
+    async def fresh() -> RawConnection:
+        connection = await RawConnection.open(port)
+        opened.append(connection)
+        timing.extra_connections += 1
+        return connection
+
+    async def one(index: int, due: float) -> None:
+        connection = idle.popleft() if idle else await fresh()
+        head, body = requests[index % len(requests)]
+        sent = clock()
+        timing.delays.append(sent - due)
+        try:
+            status, _ = await connection.send(head, body)
+        except (OSError, asyncio.IncompleteReadError):
+            # A connection the server closed: once more on a new one (the time counts).
+            try:
+                connection = await fresh()
+                status, _ = await connection.send(head, body)
+            except (OSError, asyncio.IncompleteReadError):
+                timing.count(0)
+                return
+        done = clock()
+        timing.latencies.append(done - due)
+        timing.from_sent.append(done - sent)
+        timing.count(status)
+        idle.append(connection)
+
+    server_cpu, client_cpu = process_cpu_seconds(server_pid), time.process_time()
+    collecting = gc.isenabled()
+    gc.disable()  # a collection in the client would stall the schedule, not the server
+    started = clock() + 0.01
+    tasks = []
+    for index in range(total):
+        due = started + index / rate
+        delay = due - clock()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.ensure_future(one(index, due)))
+    await asyncio.gather(*tasks)
+    timing.seconds = clock() - started
+    if collecting:
+        gc.enable()
+    timing.server_cpu = process_cpu_seconds(server_pid) - server_cpu
+    timing.client_cpu = time.process_time() - client_cpu
+    for connection in opened:
+        await connection.close()
+    return timing
+
+
+def milliseconds(seconds: float) -> str:
+    """`1.23 ms`."""
+    return f"{seconds * 1000:.2f} ms"

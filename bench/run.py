@@ -7,6 +7,7 @@ RESULTS.md, with its error, and the others still run.
     python -m bench.run                  # everything, a few minutes
     python -m bench.run --quick          # shorter phases, for a smoke test
     python -m bench.run --only ingest --output /tmp/RESULTS.md
+    python -m bench.run --only decide
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ logger = logging.getLogger("bench")
 # name -> module with `run(options: Options) -> Section`, in the order they run.
 BENCHMARKS: dict[str, str] = {
     "ingest": "bench.ingest",
+    "decide": "bench.decide",
 }
 RESULTS = Path(__file__).with_name("RESULTS.md")
 

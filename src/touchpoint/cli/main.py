@@ -145,8 +145,10 @@ def demo(
     data_dir: Annotated[
         Path, typer.Option("--data-dir", help="Where the demo keeps its data")
     ] = Path("./touchpoint-data/demo"),
-    visitors: Annotated[int, typer.Option(help="Simulated visitors to send")] = 300,
-    browser: Annotated[bool, typer.Option(help="Open the API docs in a browser")] = True,
+    visitors: Annotated[
+        int, typer.Option(help="Simulated visitors to send")
+    ] = 2_500,  # touchpoint.demo.run.DEFAULT_VISITORS (not imported: keeps the CLI fast)
+    browser: Annotated[bool, typer.Option(help="Open the storefront in a browser")] = True,
     log_level: Annotated[str, typer.Option()] = "warning",
 ) -> None:
     """Serve the default workspace, send it simulated shoppers, and show where to look."""

@@ -1,23 +1,35 @@
-"""The demo: a seeded shop catalog, simulated visitors, and `touchpoint demo`.
+"""The demo: a seeded shop catalog, simulated visitors, a retail workspace, `touchpoint demo`.
 
-`simulate` and `catalog` are pure data generation; `run` does the I/O (the server
-thread, `send_events`, the tour). Importing this package loads no server module:
-the app is built only when `run_demo` starts it.
+`catalog`, `simulate`, `workspace` and `showcase` are pure data generation; `run`,
+`engagement` and `tour` do the I/O (the server thread, `send_events`, decisions,
+the printed tour). Names are loaded on first use, so importing one module of this
+package (the demo router reads `showcase`) loads no server or HTTP client module.
 """
 
-from touchpoint.demo.catalog import Catalog, Product, build_catalog
-from touchpoint.demo.run import SendStats, run_demo, send_events
-from touchpoint.demo.simulate import Journey, Visitor, simulate_journeys, simulate_visitors
+from __future__ import annotations
 
-__all__ = [
-    "Catalog",
-    "Journey",
-    "Product",
-    "SendStats",
-    "Visitor",
-    "build_catalog",
-    "run_demo",
-    "send_events",
-    "simulate_journeys",
-    "simulate_visitors",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Catalog": "touchpoint.demo.catalog",
+    "Product": "touchpoint.demo.catalog",
+    "build_catalog": "touchpoint.demo.catalog",
+    "Journey": "touchpoint.demo.simulate",
+    "Visitor": "touchpoint.demo.simulate",
+    "simulate_journeys": "touchpoint.demo.simulate",
+    "simulate_visitors": "touchpoint.demo.simulate",
+    "SendStats": "touchpoint.demo.run",
+    "run_demo": "touchpoint.demo.run",
+    "send_events": "touchpoint.demo.run",
+    "demo_workspace": "touchpoint.demo.workspace",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -174,6 +174,8 @@ class _Shopper:
         self.traits = {
             "email": f"{first.lower()}.{last.lower()}.{rng.randrange(1000)}@example.com",
             "name": f"{first} {last}",
+            "first_name": first,
+            "last_name": last,
             "plan": rng.choices(PLANS, weights=(6, 3, 1))[0],
         }
 

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import base64
-import io
-import socket
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
-from rich.console import Console
 
 from touchpoint.collect.events import IncomingEvent
 from touchpoint.core.clock import isoformat
 from touchpoint.demo.catalog import CATEGORIES, build_catalog
-from touchpoint.demo.run import run_demo, send_events
+from touchpoint.demo.run import send_events
 from touchpoint.demo.simulate import Journey, simulate_journeys, simulate_visitors
 
 START = datetime(2025, 3, 1, tzinfo=UTC)
@@ -249,33 +245,3 @@ def test_send_events_gives_up_after_its_retries() -> None:
         transport=httpx.MockTransport(collector),
     )
     assert (stats.batches, stats.failed_batches, stats.accepted, stats.retries) == (1, 1, 0, 1)
-
-
-@pytest.mark.slow
-def test_run_demo_end_to_end_through_the_real_api(tmp_path: Path) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    output = io.StringIO()
-    summary = run_demo(
-        port=port,
-        data_dir=tmp_path / "data",
-        visitors=40,
-        open_browser=False,
-        serve_forever=False,
-        console=Console(file=output, width=200),
-    )
-    expected = list(
-        simulate_visitors(40, seed=42, catalog=CATALOG, start=START, days=DAYS)
-    )  # the same visitors: ids and counts do not depend on the start time
-    assert summary.sent.accepted == len(expected) and summary.sent.failed_batches == 0
-    assert set(summary.segment_sizes) == {"returning_visitor", "buyer", "cart_abandoner"}
-    assert summary.segment_sizes["buyer"] > 0
-    assert summary.example_profiles
-    text = output.getvalue()
-    assert "signed in on two devices" in text and "HTTP 404" not in text
-    assert "user_id x1" in text and "anonymous_id x2" in text  # the two devices merged
-    assert "curl -H 'authorization: Bearer " in text
-    assert "touchpoint_events_accepted_total" in text
-    with pytest.raises(httpx.TransportError):
-        httpx.get(f"{summary.base_url}/healthz", timeout=1.0)  # stopped when it returned
