@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
+import time
 from datetime import UTC, datetime, timedelta
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
@@ -16,8 +17,12 @@ def utcnow() -> datetime:
 
 
 def new_id() -> str:
-    """A random unique id (UUID4 as 32 hex characters)."""
-    return uuid.uuid4().hex
+    """A unique id, 32 hex characters: 48 bits of Unix milliseconds then 80 random bits (the
+    layout of UUIDv7, without its version bits). Ids made later sort later, so the B-tree
+    indexes that key on them (profiles, decisions, jobs) take inserts at their right edge
+    instead of dirtying a random page each time; 80 random bits keep ids made in the same
+    millisecond apart."""
+    return f"{time.time_ns() // 1_000_000:012x}{int.from_bytes(os.urandom(10)):020x}"
 
 
 def parse_duration(text: str | int | float) -> timedelta:
