@@ -214,6 +214,18 @@ def test_erasure_reaches_every_store_and_nothing_brings_the_person_back(
     assert traces(workspace, person) == []
     assert client.get(f"/v1/profiles/email/{EMAIL}/export", headers=ADMIN).status_code == 404
 
+    # Deciding for them again treats them as a stranger and records no identifier of theirs.
+    decided = client.post(
+        "/v1/decide",
+        json={"anonymous_id": ANON_2, "placements": ["home_hero"]},
+        headers=ADMIN,
+    )
+    assert decided.status_code == 200, decided.text
+    assert decided.json()["profile_id"] is None
+    [record] = workspace.decisions.get(decided.json()["decision_id"])
+    assert record.subject.startswith("erased:h1:") and ANON_2 not in record.subject
+    assert traces(workspace, person) == []
+
     # Kim is untouched.
     kim = client.get(f"/v1/profiles/user_id/{KEEP_USER}", headers=ADMIN)
     assert kim.status_code == 200

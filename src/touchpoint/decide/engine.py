@@ -44,6 +44,7 @@ from touchpoint.decide.definition_store import DefinitionStore
 from touchpoint.decide.log import DecisionLog, DecisionRecord
 from touchpoint.decide.policy import Policy, default_policies
 from touchpoint.decide.render import TemplateRenderError
+from touchpoint.govern.tombstones import tombstone_key
 from touchpoint.profiles.identity import IdentityResolver
 from touchpoint.profiles.model import Identity, Profile
 from touchpoint.profiles.store import ProfileStore
@@ -303,10 +304,10 @@ class Decider:
         catalog = self.catalog()
         placements = self._placements(catalog, request.placements)
         identities = self._identities(request.identities)
-        subjects = [f"{identity.kind}:{identity.value}" for identity in identities]
         now = self._clock()
         at = isoformat(now)
         profile = self._person(identities)
+        subjects = self._subjects(identities, known=profile is not None)
         profile_id = profile.profile_id if profile is not None else None
         document = (
             profile_document(profile, self._features, now)
@@ -406,6 +407,21 @@ class Decider:
                 if profile is not None:
                     return profile
         return None
+
+    def _subjects(self, identities: list[Identity], *, known: bool) -> list[str]:
+        """How the decision log names the person: `kind:value` per identity, except for an
+        identity an erasure tombstoned, which is named only by its tombstone (someone erased
+        who comes back is decided for as a stranger, and their identifier is not recorded
+        again). Only people without a profile are checked: a profile means no tombstone."""
+        subjects = []
+        for identity in identities:
+            if not known:
+                key = tombstone_key(self._hasher, identity)
+                if self._profiles.tombstone(key) is not None:
+                    subjects.append(f"erased:{key}")
+                    continue
+            subjects.append(f"{identity.kind}:{identity.value}")
+        return subjects
 
     def _empty_document(self, now: datetime) -> dict[str, Any]:
         """The document of someone without a profile: profile_document's keys, empty."""
