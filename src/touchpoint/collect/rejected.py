@@ -12,14 +12,15 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Collection, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Collection, Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from touchpoint.collect.pii import identifier_text
 from touchpoint.core.errors import InvalidInput
+from touchpoint.core.sqlite import open_connection, write_transaction
 from touchpoint.profiles.store import Page
 
 if TYPE_CHECKING:
@@ -203,17 +204,7 @@ class SqliteRejectedStore(RejectedStore):
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._connection = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=5.0
-        )
-        try:
-            self._connection.execute("PRAGMA busy_timeout = 5000")
-            self._connection.execute("PRAGMA journal_mode = WAL")
-            self._connection.execute("PRAGMA synchronous = FULL")
-            self._connection.executescript(_SCHEMA)
-        except BaseException:
-            self._connection.close()
-            raise
+        self._connection = open_connection(self.path, synchronous="full", schema=_SCHEMA)
 
     def add(self, items: Sequence[NewRejected]) -> list[int]:
         """See `RejectedStore.add`; one transaction, so the batch is stored whole or not."""
@@ -344,18 +335,9 @@ class SqliteRejectedStore(RejectedStore):
                 deleted += connection.execute(sql, tuple(chunk)).rowcount
         return deleted
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """Hold the lock for one write transaction: committed on success, else rolled back."""
-        with self._lock:
-            self._connection.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._connection
-                self._connection.execute("COMMIT")
-            except BaseException:
-                if self._connection.in_transaction:
-                    self._connection.execute("ROLLBACK")
-                raise
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        """One write transaction under the lock: committed on success, else rolled back."""
+        return write_transaction(self._connection, self._lock, store="rejected store")
 
 
 def build_rejected_store(config: StoreConfig, data_dir: Path) -> RejectedStore:

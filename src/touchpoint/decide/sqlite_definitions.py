@@ -14,8 +14,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import orjson
 from touchpoint.core.clock import isoformat, utcnow
 from touchpoint.core.definitions import Definitions
 from touchpoint.core.errors import InvalidInput
+from touchpoint.core.sqlite import open_connection, write_transaction
 from touchpoint.decide.definition_store import DefinitionStore, DefinitionVersion
 from touchpoint.profiles.store import Page
 
@@ -61,17 +61,7 @@ class SqliteDefinitionStore(DefinitionStore):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._cached: DefinitionVersion | None = None
-        self._connection = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=5.0
-        )
-        try:
-            self._connection.execute("PRAGMA busy_timeout = 5000")
-            self._connection.execute("PRAGMA journal_mode = WAL")
-            self._connection.execute("PRAGMA synchronous = FULL")
-            self._connection.executescript(_SCHEMA)
-        except BaseException:
-            self._connection.close()
-            raise
+        self._connection = open_connection(self.path, synchronous="full", schema=_SCHEMA)
 
     def current(self) -> DefinitionVersion | None:
         """See `DefinitionStore.current`; served from the parsed copy while it is the latest."""
@@ -162,18 +152,9 @@ class SqliteDefinitionStore(DefinitionStore):
         row = connection.execute("SELECT MAX(version) FROM versions").fetchone()
         return int(row[0] or 0)
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """Hold the lock for one write transaction: committed on success, else rolled back."""
-        with self._lock:
-            self._connection.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._connection
-                self._connection.execute("COMMIT")
-            except BaseException:
-                if self._connection.in_transaction:
-                    self._connection.execute("ROLLBACK")
-                raise
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        """One write transaction under the lock: committed on success, else rolled back."""
+        return write_transaction(self._connection, self._lock, store="definition store")
 
 
 def _version_from_row(row: tuple[Any, ...]) -> DefinitionVersion:

@@ -32,6 +32,7 @@ from typing import Any
 import orjson
 
 from touchpoint.core.errors import InvalidInput, TouchpointError, Unavailable
+from touchpoint.core.sqlite import write_transaction
 from touchpoint.decide.log import (
     ContentReport,
     DecisionLog,
@@ -287,21 +288,8 @@ class SqliteDecisionLog(DecisionLog):
         """One write transaction: committed at the end, rolled back on any error."""
         if self._closed:
             raise TouchpointError("the decision log is closed")
-        with self._write_lock:
-            connection = self._writer
-            try:
-                connection.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as error:
-                raise Unavailable(f"the decision log cannot start a write: {error}") from error
-            try:
-                yield connection
-                connection.execute("COMMIT")
-            except BaseException as error:
-                if connection.in_transaction:
-                    connection.execute("ROLLBACK")
-                if isinstance(error, sqlite3.OperationalError):
-                    raise Unavailable(f"the decision log failed a write: {error}") from error
-                raise
+        with write_transaction(self._writer, self._write_lock, store="decision log") as connection:
+            yield connection
 
     def record(self, decisions: Sequence[DecisionRecord]) -> None:
         """See `DecisionLog.record`: one transaction, so a duplicate stores nothing."""

@@ -9,7 +9,6 @@ cursor is the last id it returned. The file runs in WAL mode with
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import orjson
 
 from touchpoint.core.clock import isoformat, utcnow
 from touchpoint.core.errors import InvalidInput
+from touchpoint.core.sqlite import open_connection
 from touchpoint.govern.audit import AuditEntry, AuditLog
 from touchpoint.profiles.store import Page
 
@@ -61,17 +61,7 @@ class SqliteAuditLog(AuditLog):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._connection = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=5.0
-        )
-        try:
-            self._connection.execute("PRAGMA busy_timeout = 5000")
-            self._connection.execute("PRAGMA journal_mode = WAL")
-            self._connection.execute("PRAGMA synchronous = FULL")
-            self._connection.executescript(_SCHEMA)
-        except BaseException:
-            self._connection.close()
-            raise
+        self._connection = open_connection(self.path, synchronous="full", schema=_SCHEMA)
 
     def record(
         self, *, actor: str, action: str, target: str, details: dict[str, Any] | None = None

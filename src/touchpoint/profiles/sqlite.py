@@ -28,7 +28,8 @@ from typing import Any, Literal, cast
 import orjson
 
 from touchpoint.core.clock import isoformat, utcnow
-from touchpoint.core.errors import BadRequest, NotFound, TouchpointError, Unavailable
+from touchpoint.core.errors import BadRequest, NotFound, TouchpointError
+from touchpoint.core.sqlite import write_transaction
 from touchpoint.profiles import sqlite_erase
 from touchpoint.profiles.model import Identity, MergeRecord, Profile
 from touchpoint.profiles.store import (
@@ -417,21 +418,10 @@ class SqliteProfileStore(ProfileStore):
         """`BEGIN IMMEDIATE` on the write connection under the write lock; see `transaction`."""
         if self._closed:
             raise TouchpointError("the profile store is closed")
-        with self._write_lock:
-            connection = self._writer_connection
-            try:
-                connection.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as error:
-                raise Unavailable(f"the profile store cannot start a write: {error}") from error
-            try:
-                yield connection
-                connection.execute("COMMIT")
-            except BaseException as error:
-                if connection.in_transaction:
-                    connection.execute("ROLLBACK")
-                if isinstance(error, sqlite3.OperationalError):
-                    raise Unavailable(f"the profile store failed a write: {error}") from error
-                raise
+        with write_transaction(
+            self._writer_connection, self._write_lock, store="profile store"
+        ) as connection:
+            yield connection
 
     def find(self, identity: Identity) -> str | None:
         rows = self._query(_FIND, (identity.kind, identity.value))
