@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 from touchpoint.collect.ingest import Collector
 from touchpoint.collect.pii import IdentityHasher
@@ -21,6 +22,7 @@ from touchpoint.decide.log import DecisionLog, build_decision_log
 from touchpoint.decide.outcomes import OutcomeSink
 from touchpoint.govern.audit import AuditLog, build_audit_log
 from touchpoint.govern.erasure import Eraser
+from touchpoint.govern.export import export_person
 from touchpoint.govern.tombstones import tombstone_key
 from touchpoint.log import build_event_log
 from touchpoint.log.base import EventLog
@@ -134,6 +136,21 @@ class Workspace:
         )
         metrics.registry.register(WorkspaceCollector(workspace))
         return workspace
+
+    def export_person(self, kind: str, value: str, *, actor: str) -> dict[str, Any]:
+        """Everything this workspace holds about a person (see govern.export), audited."""
+        return export_person(
+            kind,
+            value,
+            profiles=self.profiles,
+            decisions=self.decisions,
+            rejected=self.rejected,
+            audit=self.audit,
+            hasher=self.hasher,
+            resolver=self.resolver,
+            features=self.features,
+            actor=actor,
+        )
 
     def close(self) -> None:
         """Stop the processor if it runs, then close the stores (the log flushes first)."""

@@ -1,6 +1,6 @@
 """Erasure and export of a person: the privacy rights, on the secret key.
 
-The handlers only translate HTTP to `Eraser.erase` and `export_person`; both write the
+The handlers only translate HTTP to `Eraser.erase` and `Workspace.export_person`; both write the
 audit log, with the secret key as the actor.
 """
 
@@ -12,7 +12,6 @@ from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
 from touchpoint.api.deps import AdminKey, WorkspaceDep
-from touchpoint.govern.export import export_person
 
 router = APIRouter(tags=["governance"], dependencies=[AdminKey])
 
@@ -33,18 +32,4 @@ async def erase_profile(kind: str, value: str, workspace: WorkspaceDep) -> dict[
     summary="Everything held about a person, as JSON",
 )
 async def export_profile(kind: str, value: str, workspace: WorkspaceDep) -> dict[str, Any]:
-    def export() -> dict[str, Any]:
-        return export_person(
-            kind,
-            value,
-            profiles=workspace.profiles,
-            decisions=workspace.decisions,
-            rejected=workspace.rejected,
-            audit=workspace.audit,
-            hasher=workspace.hasher,
-            resolver=workspace.resolver,
-            features=workspace.features,
-            actor=ACTOR,
-        )
-
-    return await run_in_threadpool(export)
+    return await run_in_threadpool(workspace.export_person, kind, value, actor=ACTOR)
