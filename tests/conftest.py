@@ -10,9 +10,16 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
+from tests import servers
 from touchpoint.api.app import create_app
 from touchpoint.core.settings import Settings, load_settings
 from touchpoint.runtime import Workspace
+
+# The real servers' fixtures, for every test directory (see tests/servers.py).
+postgres_schema = servers.postgres_schema
+postgres = servers.postgres
+redis_prefix = servers.redis_prefix
+redis_service = servers.redis_service
 
 WRITE_KEY = "wk_test_web_source"
 STRICT_KEY = "wk_test_strict_source"
@@ -135,3 +142,28 @@ def drain(workspace: Workspace) -> int:
         total += done
         if not done:
             return total
+
+
+def server_config(postgres_schema: str, redis_prefix: str, **overrides: object) -> dict:
+    """TEST_CONFIG in server mode: every store on PostgreSQL (this test's schema), the log and
+    the profile cache on Redis (this test's prefix)."""
+    return {
+        **TEST_CONFIG,
+        "postgres": {"url": servers.POSTGRES_URL, "schema": postgres_schema, "pool_max": 4},
+        "redis": {"url": servers.REDIS_URL, "prefix": redis_prefix},
+        **overrides,
+    }
+
+
+@pytest.fixture
+def server_settings(tmp_path: Path, postgres_schema: str, redis_prefix: str) -> Settings:
+    """Settings of a server-mode workspace on this test's own schema and key prefix."""
+    path = write_config(tmp_path, server_config(postgres_schema, redis_prefix))
+    return load_settings(path, tmp_path / "data", environ={}, enable_noop_endpoint=True)
+
+
+@pytest.fixture
+def server_workspace(server_settings: Settings) -> Iterator[Workspace]:
+    opened = Workspace.open(server_settings)
+    yield opened
+    opened.close()

@@ -14,6 +14,7 @@ from touchpoint.collect.pii import IdentityHasher
 from touchpoint.collect.rejected import RejectedStore, build_rejected_store
 from touchpoint.core.clock import parse_duration
 from touchpoint.core.metrics import Metrics
+from touchpoint.core.services import Services
 from touchpoint.core.settings import Settings
 from touchpoint.decide.apply import sync_definitions
 from touchpoint.decide.definition_store import DefinitionStore, build_definition_store
@@ -26,6 +27,8 @@ from touchpoint.govern.export import export_person
 from touchpoint.govern.tombstones import tombstone_key
 from touchpoint.log import build_event_log
 from touchpoint.log.base import EventLog
+from touchpoint.log.coordination import Leases, PartitionCoordinator, SqliteLeases
+from touchpoint.log.sqlite import SqliteEventLog
 from touchpoint.profiles import build_profile_store
 from touchpoint.profiles.identity import IdentityResolver
 from touchpoint.profiles.store import ProfileStore
@@ -54,6 +57,8 @@ class Workspace:
     audit: AuditLog
     decider: Decider
     eraser: Eraser
+    services: Services
+    leases: Leases | None = None
 
     @property
     def resolver(self) -> IdentityResolver:
@@ -73,14 +78,44 @@ class Workspace:
         config = settings.config
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         metrics = metrics or Metrics()
+        services = Services.open(config)
+        try:
+            return cls._open(settings, metrics, services)
+        except BaseException:
+            services.close()
+            raise
+
+    @classmethod
+    def _open(cls, settings: Settings, metrics: Metrics, services: Services) -> Workspace:
+        config, data_dir = settings.config, settings.data_dir
         log = build_event_log(
-            config.log, settings.data_dir, dedup_window=config.collect.dedup_window
+            config.log,
+            data_dir,
+            dedup_window=config.collect.dedup_window,
+            redis=services.redis,
+            postgres=services.postgres,
         )
-        rejected = build_rejected_store(config.rejected, settings.data_dir)
-        profiles = build_profile_store(config.profiles, settings.data_dir)
-        decisions = build_decision_log(config.decisions, settings.data_dir)
-        definitions = build_definition_store(config.definitions_store, settings.data_dir)
-        audit = build_audit_log(config.audit, settings.data_dir)
+        rejected = build_rejected_store(
+            config.rejected, data_dir, services.postgres_for(config.rejected, "rejected")
+        )
+        profiles = build_profile_store(
+            config.profiles, data_dir, services.postgres_for(config.profiles, "profiles")
+        )
+        if services.redis is not None and services.redis.cache_ttl > 0:
+            from touchpoint.profiles.cache import CachedProfileStore
+
+            profiles = CachedProfileStore(profiles, services.redis, metrics=metrics)
+        decisions = build_decision_log(
+            config.decisions, data_dir, services.postgres_for(config.decisions, "decisions")
+        )
+        definitions = build_definition_store(
+            config.definitions_store,
+            data_dir,
+            services.postgres_for(config.definitions_store, "definitions_store"),
+        )
+        audit = build_audit_log(
+            config.audit, data_dir, services.postgres_for(config.audit, "audit")
+        )
         if settings.config_path is not None and (config.placements or config.content):
             sync_definitions(
                 definitions,
@@ -133,9 +168,34 @@ class Workspace:
             audit=audit,
             decider=decider,
             eraser=eraser,
+            services=services,
         )
         metrics.registry.register(WorkspaceCollector(workspace))
         return workspace
+
+    def share_partitions(self, *, member: str | None = None) -> PartitionCoordinator:
+        """Make this process's stream processor one worker of its group: from its next batch
+        it processes only the partitions the group assigns it (see log.coordination). The
+        leases live beside the log: in Redis for Redis Streams, in the log's file for SQLite."""
+        if self.leases is None:
+            if isinstance(self.log, SqliteEventLog):
+                self.leases = SqliteLeases(self.log.path)
+            else:
+                if self.services.redis is None:
+                    raise ValueError("a non-SQLite event log needs Redis for its leases")
+                from touchpoint.log.redis_leases import RedisLeases
+
+                self.leases = RedisLeases(self.services.redis)
+        config = self.settings.config
+        coordinator = PartitionCoordinator(
+            self.leases,
+            group=self.processor.group,
+            partitions=self.log.partitions,
+            member=member,
+            ttl=parse_duration(config.stream.lease_ttl).total_seconds(),
+        )
+        self.processor.coordinate(coordinator)
+        return coordinator
 
     def export_person(self, kind: str, value: str, *, actor: str) -> dict[str, Any]:
         """Everything this workspace holds about a person (see govern.export), audited."""
@@ -155,9 +215,12 @@ class Workspace:
     def close(self) -> None:
         """Stop the processor if it runs, then close the stores (the log flushes first)."""
         self.processor.stop()
+        if self.leases is not None:
+            self.leases.close()
         self.log.close()
         self.rejected.close()
         self.profiles.close()
         self.decisions.close()
         self.definitions.close()
         self.audit.close()
+        self.services.close()

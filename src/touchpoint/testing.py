@@ -1,4 +1,5 @@
-"""Helpers for tests and benchmarks that need a real `touchpoint serve` process."""
+"""Helpers for tests and benchmarks that need real processes: `touchpoint serve`,
+`touchpoint worker`, and a private `redis-server` that a fault test may kill and restart."""
 
 from __future__ import annotations
 
@@ -34,10 +35,7 @@ class ServerProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60.0) -> ServerProcess:
-        command = [
-            sys.executable,
-            "-c",
-            "from touchpoint.cli.main import main; main()",
+        command = _touchpoint_command(
             "serve",
             "--data-dir",
             str(self.data_dir),
@@ -48,7 +46,7 @@ class ServerProcess:
             "--log-level",
             "warning",
             *self.args,
-        ]
+        )
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(  # noqa: S603 - our own command line
@@ -94,3 +92,121 @@ class ServerProcess:
         assert self.process is not None
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(10)
+
+
+def _touchpoint_command(*args: str) -> list[str]:
+    return [sys.executable, "-c", "from touchpoint.cli.main import main; main()", *args]
+
+
+class WorkerProcess:
+    """`touchpoint worker` as a subprocess: one member of the workspace's processor group."""
+
+    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.args = args
+        self.env = env or {}
+        self.log_path = data_dir.parent / f"worker-{id(self):x}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        command = _touchpoint_command(
+            "worker",
+            "--data-dir",
+            str(self.data_dir),
+            "--log-format",
+            "text",
+            "--log-level",
+            "info",
+            *self.args,
+        )
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(  # noqa: S603 - our own command line
+                command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}
+            )
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log_tail(self, lines: int = 20) -> str:
+        text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hooks, no leave (its leases must expire)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+
+class RedisServer:
+    """A private `redis-server` on a free port, persisting to `directory` with an fsync'd
+    append-only file, so a test can kill it and start it again on the same data."""
+
+    def __init__(self, directory: Path, *, binary: str = "redis-server") -> None:
+        self.directory = directory
+        self.binary = binary
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 10.0) -> RedisServer:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        command = [
+            self.binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--dir",
+            str(self.directory),
+        ]
+        log = (self.directory / "redis.log").open("ab")
+        self.process = subprocess.Popen(  # noqa: S603 - a fixed command line
+            command, stdout=log, stderr=subprocess.STDOUT
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as probe:
+                    probe.sendall(b"PING\r\n")
+                    if probe.recv(64).startswith(b"+PONG"):
+                        return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"redis-server did not start on port {self.port}")
+
+    def kill(self) -> None:
+        """SIGKILL the server (what it acknowledged is in its fsync'd append-only file)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)

@@ -1,8 +1,8 @@
 """The AuditLog contract, run against every backend.
 
-Only the embedded SQLite backend exists today; a server backend joins `BACKENDS` and
-must pass the same tests. An opener called twice opens the same storage twice (a
-restart, or a second process).
+Backends: embedded SQLite and PostgreSQL (a schema of the test's own). An opener called
+twice opens the same storage twice (a restart, or a second process: for PostgreSQL, a
+new connection pool).
 """
 
 from __future__ import annotations
@@ -14,25 +14,42 @@ from pathlib import Path
 
 import pytest
 
+from tests import servers
 from touchpoint.core.config import StoreConfig
 from touchpoint.core.errors import InvalidInput
+from touchpoint.core.postgres import Postgres
 from touchpoint.govern.audit import DEFAULT_AUDIT_FILE, AuditEntry, AuditLog, build_audit_log
+from touchpoint.govern.postgres_audit import PostgresAuditLog
 from touchpoint.govern.sqlite_audit import SqliteAuditLog
 
 Opener = Callable[[], AuditLog]
 
 
-def _sqlite(directory: Path) -> Opener:
+def _sqlite(request: pytest.FixtureRequest, directory: Path) -> Opener:
     return lambda: SqliteAuditLog(directory / "audit.sqlite3")
 
 
-BACKENDS: dict[str, Callable[[Path], Opener]] = {"sqlite": _sqlite}
+def _postgres(request: pytest.FixtureRequest, directory: Path) -> Opener:
+    schema = request.getfixturevalue("postgres_schema")
+
+    def open_log() -> AuditLog:
+        service = Postgres(servers.postgres_config(schema))
+        request.addfinalizer(service.close)
+        return PostgresAuditLog(service)
+
+    return open_log
+
+
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], Opener]] = {
+    "sqlite": _sqlite,
+    "postgres": _postgres,
+}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
     """Opens the backend on this test's storage; everything opened is closed afterwards."""
-    make = BACKENDS[request.param](tmp_path)
+    make = BACKENDS[request.param](request, tmp_path)
     opened: list[AuditLog] = []
 
     def open_log() -> AuditLog:

@@ -1,8 +1,6 @@
-"""The DecisionLog contract, run against every backend.
-
-Only the embedded SQLite backend exists today; a PostgreSQL one joins `BACKENDS`
-when it lands (issue 4) and must pass the same tests. A backend opener is called
-again to reopen the same storage (a restart).
+"""The DecisionLog contract, run against every backend: embedded SQLite and PostgreSQL
+(a schema of the test's own). A backend opener is called again to reopen the same
+storage (a restart: for PostgreSQL, a new connection pool, as a new process has).
 """
 
 from __future__ import annotations
@@ -17,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from tests import servers
 from touchpoint.core.config import StoreConfig
 from touchpoint.core.errors import InvalidInput, Unavailable
+from touchpoint.core.postgres import Postgres
 from touchpoint.decide.log import (
     ContentReport,
     DecisionLog,
@@ -27,22 +27,37 @@ from touchpoint.decide.log import (
     Outcome,
     build_decision_log,
 )
+from touchpoint.decide.postgres_log import PostgresDecisionLog
 from touchpoint.decide.sqlite_log import SqliteDecisionLog
 
 Opener = Callable[[], DecisionLog]
 
 
-def _sqlite(directory: Path) -> Opener:
+def _sqlite(request: pytest.FixtureRequest, directory: Path) -> Opener:
     return lambda: SqliteDecisionLog(directory / "decisions.sqlite3")
 
 
-BACKENDS: dict[str, Callable[[Path], Opener]] = {"sqlite": _sqlite}
+def _postgres(request: pytest.FixtureRequest, directory: Path) -> Opener:
+    schema = request.getfixturevalue("postgres_schema")
+
+    def open_log() -> DecisionLog:
+        service = Postgres(servers.postgres_config(schema))
+        request.addfinalizer(service.close)
+        return PostgresDecisionLog(service)
+
+    return open_log
+
+
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], Opener]] = {
+    "sqlite": _sqlite,
+    "postgres": _postgres,
+}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
     """Opens the backend on this test's storage; everything opened is closed afterwards."""
-    make = BACKENDS[request.param](tmp_path)
+    make = BACKENDS[request.param](request, tmp_path)
     opened: list[DecisionLog] = []
 
     def open_log() -> DecisionLog:

@@ -1,8 +1,8 @@
 """The DefinitionStore contract, run against every backend.
 
-Only the embedded SQLite backend exists today; a server backend joins `BACKENDS` and
-must pass the same tests. An opener called twice opens the same storage twice, which
-stands for a restart or for a second process (each has its own connection).
+Backends: embedded SQLite and PostgreSQL (a schema of the test's own). An opener called
+twice opens the same storage twice, which stands for a restart or for a second process
+(each has its own connection; for PostgreSQL, its own pool).
 """
 
 from __future__ import annotations
@@ -13,30 +13,47 @@ from pathlib import Path
 
 import pytest
 
+from tests import servers
 from touchpoint.core.config import StoreConfig
 from touchpoint.core.definitions import Definitions
 from touchpoint.core.errors import InvalidInput
+from touchpoint.core.postgres import Postgres
 from touchpoint.decide.definition_store import (
     DEFAULT_DEFINITIONS_FILE,
     DefinitionStore,
     build_definition_store,
 )
+from touchpoint.decide.postgres_definitions import PostgresDefinitionStore
 from touchpoint.decide.sqlite_definitions import SqliteDefinitionStore
 
 Opener = Callable[[], DefinitionStore]
 
 
-def _sqlite(directory: Path) -> Opener:
+def _sqlite(request: pytest.FixtureRequest, directory: Path) -> Opener:
     return lambda: SqliteDefinitionStore(directory / "definitions.sqlite3")
 
 
-BACKENDS: dict[str, Callable[[Path], Opener]] = {"sqlite": _sqlite}
+def _postgres(request: pytest.FixtureRequest, directory: Path) -> Opener:
+    schema = request.getfixturevalue("postgres_schema")
+
+    def open_store() -> DefinitionStore:
+        service = Postgres(servers.postgres_config(schema))
+        request.addfinalizer(service.close)
+        return PostgresDefinitionStore(service)
+
+    return open_store
+
+
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], Opener]] = {
+    "sqlite": _sqlite,
+    "postgres": _postgres,
+}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
     """Opens the backend on this test's storage; everything opened is closed afterwards."""
-    make = BACKENDS[request.param](tmp_path)
+    make = BACKENDS[request.param](request, tmp_path)
     opened: list[DefinitionStore] = []
 
     def open_store() -> DefinitionStore:

@@ -1,14 +1,25 @@
 """RejectedStore erasure (`erase_identities`, `erase_message_ids`), run against every
-backend (see conftest.BACKENDS)."""
+backend (the backends of test_rejected_store.py: SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
+import pytest
+
+from tests.contract.test_rejected_store import REJECTED_BACKENDS, Backend, open_backend
 from touchpoint.collect.rejected import NewRejected, RejectedStore, names_any
 
-if TYPE_CHECKING:
-    from conftest import Backend
+
+@pytest.fixture(params=sorted(REJECTED_BACKENDS))
+def backends(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """Each backend in turn, on fresh storage; everything it opened is closed afterwards."""
+    backend = open_backend(request, tmp_path)
+    yield backend
+    backend.close()
+
 
 EMAIL_HASH = "h1:" + "a" * 64
 OTHER_HASH = "h1:" + "b" * 64

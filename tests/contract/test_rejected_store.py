@@ -1,12 +1,22 @@
-"""The RejectedStore contract, run against every backend (see conftest.BACKENDS)."""
+"""The RejectedStore contract, run against every backend: embedded SQLite and PostgreSQL
+(a schema of the test's own).
+
+The `backends` fixture here overrides the one of conftest.py (shared with the event log
+suite, whose backends have no PostgreSQL store): these suites need only a backend's
+rejected store, opened again on the same storage for a restart (for PostgreSQL, with a
+new connection pool, as a new process has). test_rejected_erasure.py uses it too.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
+from tests import servers
+from touchpoint.collect.postgres_rejected import PostgresRejectedStore
 from touchpoint.collect.rejected import (
     NewRejected,
     RejectedEvent,
@@ -16,9 +26,62 @@ from touchpoint.collect.rejected import (
 )
 from touchpoint.core.config import StoreConfig
 from touchpoint.core.errors import InvalidInput
+from touchpoint.core.postgres import Postgres
 
-if TYPE_CHECKING:
-    from conftest import Backend
+StoreOpener = Callable[[], RejectedStore]
+
+
+class Backend:
+    """A backend's rejected store on storage private to one test; `rejected_store()` called
+    again reopens it (a restart)."""
+
+    def __init__(self, name: str, open_store: StoreOpener) -> None:
+        self.name = name
+        self._open_store = open_store
+        self._opened: list[RejectedStore] = []
+
+    def rejected_store(self) -> RejectedStore:
+        self._opened.append(self._open_store())
+        return self._opened[-1]
+
+    def close(self) -> None:
+        for store in self._opened:
+            store.close()
+
+
+def _sqlite(request: pytest.FixtureRequest, directory: Path) -> StoreOpener:
+    return lambda: SqliteRejectedStore(directory / "rejected.sqlite3")
+
+
+def _postgres(request: pytest.FixtureRequest, directory: Path) -> StoreOpener:
+    schema = request.getfixturevalue("postgres_schema")
+
+    def open_store() -> RejectedStore:
+        service = Postgres(servers.postgres_config(schema))
+        request.addfinalizer(service.close)
+        return PostgresRejectedStore(service)
+
+    return open_store
+
+
+REJECTED_BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], StoreOpener]] = {
+    "sqlite": _sqlite,
+    "postgres": _postgres,
+}
+
+
+def open_backend(request: pytest.FixtureRequest, directory: Path) -> Backend:
+    """The backend `request.param` names, on `directory` (SQLite) or a fresh schema."""
+    return Backend(request.param, REJECTED_BACKENDS[request.param](request, directory))
+
+
+@pytest.fixture(params=sorted(REJECTED_BACKENDS))
+def backends(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """Each backend in turn, on fresh storage; everything it opened is closed afterwards."""
+    backend = open_backend(request, tmp_path)
+    yield backend
+    backend.close()
+
 
 RECEIVED = "2024-05-01T10:00:00.000Z"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,7 +28,7 @@ from touchpoint.api.routers import (
     segments,
 )
 from touchpoint.core.metrics import Metrics
-from touchpoint.core.settings import Settings
+from touchpoint.core.settings import Settings, load_settings
 from touchpoint.runtime import Workspace
 
 logger = logging.getLogger(__name__)
@@ -63,6 +64,17 @@ class LatencyMiddleware:
             )
 
 
+def create_app_from_environment() -> FastAPI:
+    """The app of one of `touchpoint serve --workers N`'s processes: settings from the
+    environment the parent set (TOUCHPOINT_CONFIG, TOUCHPOINT_DATA_DIR, and
+    TOUCHPOINT_RUN_PROCESSOR=0 to keep the stream processor out of the API processes)."""
+    settings = load_settings(
+        run_processor=os.environ.get("TOUCHPOINT_RUN_PROCESSOR", "1") != "0",
+        enable_noop_endpoint=os.environ.get("TOUCHPOINT_NOOP_ENDPOINT") == "1",
+    )
+    return create_app(settings)
+
+
 def create_app(settings: Settings, *, workspace: Workspace | None = None) -> FastAPI:
     """Build the app. With no `workspace`, it opens one at startup and closes it at
     shutdown, running the stream processor in-process when the settings ask for it."""
@@ -74,6 +86,7 @@ def create_app(settings: Settings, *, workspace: Workspace | None = None) -> Fas
         opened = workspace if workspace is not None else Workspace.open(settings, metrics=metrics)
         app.state.workspace = opened
         if owned and settings.run_processor:
+            opened.share_partitions()
             opened.processor.start()
         try:
             yield

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import sqlite3
 import sys
@@ -19,6 +20,7 @@ from touchpoint.core.settings import Settings, load_settings
 if TYPE_CHECKING:
     from touchpoint.runtime import Workspace
 
+logger = logging.getLogger("touchpoint.worker")
 app = typer.Typer(help="Touchpoint: collect, resolve, profile, decide.", no_args_is_help=True)
 config_app = typer.Typer(help="Workspace configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
@@ -87,13 +89,17 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
     processor: Annotated[
-        bool, typer.Option(help="Run the stream processor in this process")
+        bool, typer.Option(help="Run the stream processor in the API process(es)")
     ] = True,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, max=64, help="API processes to run")
+    ] = 1,
     noop_endpoint: Annotated[bool, typer.Option(hidden=True)] = False,
     log_format: LogFormat = "json",
     log_level: Annotated[str, typer.Option()] = "info",
 ) -> None:
-    """Run the HTTP API (and, by default, the stream processor) on the embedded stores."""
+    """Run the HTTP API (and, by default, the stream processor, sharing the log's partitions
+    with every other processor of the workspace)."""
     import uvicorn
 
     from touchpoint.api.app import create_app
@@ -102,8 +108,13 @@ def serve(
     settings = _settings(
         config, data_dir, run_processor=processor, enable_noop_endpoint=noop_endpoint
     )
-    workspace = _open(settings)
+    workspace = _open(settings)  # migrations, generated keys: once, before any worker starts
+    if workers > 1:
+        workspace.close()
+        _serve_processes(settings, host, port, workers, processor, noop_endpoint)
+        return
     if processor:
+        workspace.share_partitions()
         workspace.processor.start()
     print_keys(settings, f"http://{host}:{port}")
     try:
@@ -119,6 +130,66 @@ def serve(
         workspace.close()
 
 
+def _serve_processes(
+    settings: Settings, host: str, port: int, workers: int, processor: bool, noop: bool
+) -> None:
+    """`serve --workers N`: N API processes on one port (uvicorn's supervisor restarts one that
+    dies), each opening the workspace from the environment set here."""
+    import os
+
+    import uvicorn
+
+    if settings.config_path is not None:
+        os.environ["TOUCHPOINT_CONFIG"] = str(settings.config_path.resolve())
+    os.environ["TOUCHPOINT_DATA_DIR"] = str(settings.data_dir.resolve())
+    os.environ["TOUCHPOINT_RUN_PROCESSOR"] = "1" if processor else "0"
+    os.environ["TOUCHPOINT_NOOP_ENDPOINT"] = "1" if noop else "0"
+    print_keys(settings, f"http://{host}:{port}")
+    uvicorn.run(
+        "touchpoint.api.app:create_app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+@app.command()
+def migrate(
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Bring the PostgreSQL schema up to date (what every process also does at start, unless
+    `postgres.migrate_on_start` is false)."""
+    settings = _settings(config, data_dir)
+    postgres = settings.config.postgres
+    if not postgres.url:
+        errors.print(
+            "[red]nothing to migrate[/red]: no PostgreSQL is configured "
+            "(postgres.url or TOUCHPOINT_POSTGRES_URL)"
+        )
+        raise typer.Exit(2)
+    data = settings.config.model_dump(by_alias=True)
+    data["postgres"]["migrate_on_start"] = True
+    from dataclasses import replace
+
+    from touchpoint.core.config import parse_config
+
+    workspace = _open(replace(settings, config=parse_config(data)))
+    try:
+        assert workspace.services.postgres is not None
+        applied = workspace.services.postgres.applied
+        schema = workspace.services.postgres.schema
+        for migration in applied:
+            console.print(f"applied {migration.component} {migration.version}")
+        console.print(f"[green]schema {schema} is up to date[/green] ({len(applied)} applied)")
+    finally:
+        workspace.close()
+
+
 @app.command()
 def worker(
     config: ConfigOption = None,
@@ -130,6 +201,8 @@ def worker(
     configure_logging(log_level, log_format)
     settings = _settings(config, data_dir)
     workspace = _open(settings)
+    coordinator = workspace.share_partitions()
+    logger.info("worker %s joined group %s", coordinator.member, coordinator.group)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

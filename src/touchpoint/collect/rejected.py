@@ -25,6 +25,7 @@ from touchpoint.profiles.store import Page
 
 if TYPE_CHECKING:
     from touchpoint.core.config import StoreConfig
+    from touchpoint.core.postgres import Postgres
 
 logger = logging.getLogger(__name__)
 
@@ -340,10 +341,17 @@ class SqliteRejectedStore(RejectedStore):
         return write_transaction(self._connection, self._lock, store="rejected store")
 
 
-def build_rejected_store(config: StoreConfig, data_dir: Path) -> RejectedStore:
-    """Open the rejected-events store the configuration names (default
-    `<data_dir>/rejected.sqlite3`), creating its folders if needed."""
-    if config.type == "sqlite":
+def build_rejected_store(
+    config: StoreConfig, data_dir: Path, postgres: Postgres | None = None
+) -> RejectedStore:
+    """Open the rejected-events store the configuration names: PostgreSQL when `postgres` is
+    given (the store runs on it), else SQLite (default `<data_dir>/rejected.sqlite3`),
+    creating its folders if needed."""
+    if postgres is not None:
+        from touchpoint.collect.postgres_rejected import PostgresRejectedStore
+
+        return PostgresRejectedStore(postgres)
+    if config.type in ("sqlite", "auto"):
         path = (
             Path(config.path).expanduser()
             if config.path

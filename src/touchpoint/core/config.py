@@ -175,9 +175,13 @@ class SegmentConfig(_Model):
 
 
 class LogConfig(_Model):
-    """The event log backend."""
+    """The event log backend.
 
-    type: Literal["sqlite"] = "sqlite"
+    `type`: `sqlite` (a file, embedded), `redis` (Redis Streams, one stream per partition)
+    or `auto` (Redis when `redis.url` / TOUCHPOINT_REDIS_URL is set, else SQLite).
+    """
+
+    type: Literal["auto", "sqlite", "redis"] = "auto"
     partitions: int = Field(default=8, ge=1, le=1024)
     path: str | None = Field(default=None, description="Defaults to <data_dir>/log.sqlite3.")
     synchronous: Literal["full", "normal"] = "full"
@@ -189,23 +193,80 @@ class StreamConfig(_Model):
     `poll_interval`: how long an idle processor waits before looking at the log again when
     no append notification can reach it (a `touchpoint worker` in its own process); within
     `touchpoint serve` appends wake it at once. `segment_refresh`: how often segments whose
-    conditions depend on time alone (`within`, windows) are swept.
+    conditions depend on time alone (`within`, windows) are swept. `lease_ttl`: how long a
+    worker keeps its partitions after its last heartbeat; the partitions of a worker that died
+    move to the others after at most this long.
     """
 
     poll_interval: str = "20ms"
     segment_refresh: str = "5m"
+    lease_ttl: str = "10s"
 
-    @field_validator("poll_interval", "segment_refresh")
+    @field_validator("poll_interval", "segment_refresh", "lease_ttl")
     @classmethod
     def _durations(cls, value: str) -> str:
         return _check_duration(value)
 
 
 class StoreConfig(_Model):
-    """A state store backend (profiles, rejected events)."""
+    """A state store backend (profiles, rejected events, decisions, definitions, audit).
 
-    type: Literal["sqlite"] = "sqlite"
+    `type`: `sqlite` (a file under the data directory, or `path`), `postgres`, or `auto`
+    (PostgreSQL when `postgres.url` / TOUCHPOINT_POSTGRES_URL is set, else SQLite).
+    """
+
+    type: Literal["auto", "sqlite", "postgres"] = "auto"
     path: str | None = None
+
+
+_SCHEMA_NAME = r"^[a-z_][a-z0-9_]{0,62}$"
+
+
+class PostgresConfig(_Model):
+    """The PostgreSQL server of server mode. `url` is a libpq URL
+    (`postgresql://user:password@host:5432/db`); TOUCHPOINT_POSTGRES_URL overrides it, which
+    is the place for a password. Every table lives in `schema` (created if missing).
+    `migrate_on_start`: apply pending migrations when a process opens the workspace; when
+    false, a schema behind the code is refused with a message to run `touchpoint migrate`.
+    """
+
+    url: str | None = None
+    schema_name: str = Field(default="touchpoint", alias="schema", pattern=_SCHEMA_NAME)
+    pool_min: int = Field(default=1, ge=0, le=100)
+    pool_max: int = Field(default=8, ge=1, le=200)
+    connect_timeout: str = "5s"
+    migrate_on_start: bool = True
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("connect_timeout")
+    @classmethod
+    def _timeout(cls, value: str) -> str:
+        return _check_duration(value)
+
+    @model_validator(mode="after")
+    def _pool(self) -> PostgresConfig:
+        if self.pool_min > self.pool_max:
+            raise ValueError("pool_min must not exceed pool_max")
+        return self
+
+
+class RedisConfig(_Model):
+    """The Redis server of server mode: the event log (when `log.type` is redis or auto) and a
+    read-through cache of hot profiles. `url`: `redis://host:6379/0` (TOUCHPOINT_REDIS_URL
+    overrides it). Every key starts with `prefix:`. `cache_ttl`: how long a cached profile
+    lives at most ("0s" turns the cache off); every profile change invalidates it anyway.
+    """
+
+    url: str | None = None
+    prefix: str = Field(default="touchpoint", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    cache_ttl: str = "1h"
+    socket_timeout: str = "5s"
+
+    @field_validator("cache_ttl", "socket_timeout")
+    @classmethod
+    def _durations(cls, value: str) -> str:
+        return _check_duration(value)
 
 
 class CollectConfig(_Model):
@@ -239,6 +300,8 @@ class TouchpointConfig(_Model):
     decisions: StoreConfig = Field(default_factory=StoreConfig)
     definitions_store: StoreConfig = Field(default_factory=StoreConfig)
     audit: StoreConfig = Field(default_factory=StoreConfig)
+    postgres: PostgresConfig = Field(default_factory=PostgresConfig)
+    redis: RedisConfig = Field(default_factory=RedisConfig)
     consent: ConsentConfig = Field(default_factory=ConsentConfig)
     placements: list[PlacementConfig] = Field(default_factory=list)
     content: list[ContentConfig] = Field(default_factory=list)
@@ -262,6 +325,18 @@ class TouchpointConfig(_Model):
     def definitions(self) -> Definitions:
         """The versioned part of this file: placements and content."""
         return Definitions(placements=self.placements, content=self.content)
+
+    def store_type(self, store: StoreConfig) -> Literal["sqlite", "postgres"]:
+        """The backend a store runs on once `auto` is resolved."""
+        if store.type == "auto":
+            return "postgres" if self.postgres.url else "sqlite"
+        return store.type
+
+    def log_type(self) -> Literal["sqlite", "redis"]:
+        """The event log backend once `auto` is resolved."""
+        if self.log.type == "auto":
+            return "redis" if self.redis.url else "sqlite"
+        return self.log.type
 
     def source_by_key(self, write_key: str) -> SourceConfig | None:
         for source in self.sources:
@@ -309,9 +384,14 @@ def load_config_file(path: str | Path) -> TouchpointConfig:
 def apply_environment(
     config: TouchpointConfig, environ: dict[str, str] | None = None
 ) -> TouchpointConfig:
-    """Apply TOUCHPOINT_WRITE_KEY / TOUCHPOINT_SECRET_KEY / TOUCHPOINT_HASH_SECRET overrides."""
+    """Apply TOUCHPOINT_WRITE_KEY / TOUCHPOINT_SECRET_KEY / TOUCHPOINT_HASH_SECRET and
+    TOUCHPOINT_POSTGRES_URL / TOUCHPOINT_REDIS_URL overrides."""
     env = os.environ if environ is None else environ
-    data = config.model_dump()
+    data = config.model_dump(by_alias=True)
+    if env.get("TOUCHPOINT_POSTGRES_URL"):
+        data["postgres"]["url"] = env["TOUCHPOINT_POSTGRES_URL"]
+    if env.get("TOUCHPOINT_REDIS_URL"):
+        data["redis"]["url"] = env["TOUCHPOINT_REDIS_URL"]
     if env.get("TOUCHPOINT_SECRET_KEY"):
         data["secret_key"] = env["TOUCHPOINT_SECRET_KEY"]
     if env.get("TOUCHPOINT_HASH_SECRET"):

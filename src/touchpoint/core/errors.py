@@ -92,6 +92,20 @@ class DefinitionError(TouchpointError):
         self.reason = reason
 
 
+class ServiceUnavailableAtStart(TouchpointError):
+    """A server the configuration names (PostgreSQL, Redis) is misconfigured or unreachable
+    when a process starts. `setting` names where the value came from, so the message says
+    what to fix; the URL in the message never carries a password."""
+
+    code = "service_unavailable"
+    status = 503
+
+    def __init__(self, setting: str, reason: str) -> None:
+        super().__init__(f"{setting}: {reason}", details={"setting": setting})
+        self.setting = setting
+        self.reason = reason
+
+
 def format_location(location: tuple[int | str, ...]) -> str:
     """A validation error's location as a path: `("content", 3, "template")` is
     `content[3].template`."""

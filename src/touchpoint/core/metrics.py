@@ -56,6 +56,14 @@ class Metrics:
             "People erased (profile, identities, events, decisions, rejected events).",
             registry=self.registry,
         )
+        self.profile_cache = Counter(
+            "touchpoint_profile_cache",
+            "Profile cache lookups (find and get) by result: hit, miss (read from the profile "
+            "store, then cached) or error (Redis failed or is skipped after a failure; read "
+            "from the profile store).",
+            ["result"],
+            registry=self.registry,
+        )
         self.request_latency = Histogram(
             "touchpoint_http_request_duration_seconds",
             "HTTP request latency by route.",

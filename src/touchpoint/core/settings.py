@@ -93,7 +93,7 @@ def load_settings(
     )
     if needs_keys:
         keys = _generated_keys(directory)
-        data = config.model_dump()
+        data = config.model_dump(by_alias=True)
         if not data["sources"]:
             data["sources"] = [{"name": DEFAULT_SOURCE, "write_key": keys["write_key"]}]
         data["secret_key"] = data["secret_key"] or keys["secret_key"]

@@ -11,10 +11,14 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from touchpoint.core.config import StoreConfig
 from touchpoint.core.definitions import Definitions
 from touchpoint.profiles.store import Page
+
+if TYPE_CHECKING:
+    from touchpoint.core.postgres import Postgres
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +64,15 @@ class DefinitionStore(abc.ABC):
 DEFAULT_DEFINITIONS_FILE = "definitions.sqlite3"
 
 
-def build_definition_store(config: StoreConfig, data_dir: Path) -> DefinitionStore:
-    """The definition store the configuration names (SQLite under `data_dir` by default)."""
+def build_definition_store(
+    config: StoreConfig, data_dir: Path, postgres: Postgres | None = None
+) -> DefinitionStore:
+    """The definition store the configuration names: PostgreSQL when `postgres` is given,
+    else SQLite under `data_dir`."""
+    if postgres is not None:
+        from touchpoint.decide.postgres_definitions import PostgresDefinitionStore
+
+        return PostgresDefinitionStore(postgres)
     from touchpoint.decide.sqlite_definitions import SqliteDefinitionStore
 
     path = Path(config.path) if config.path else data_dir / DEFAULT_DEFINITIONS_FILE

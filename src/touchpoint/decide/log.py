@@ -18,10 +18,13 @@ import abc
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from touchpoint.core.config import StoreConfig
 from touchpoint.profiles.store import Page
+
+if TYPE_CHECKING:
+    from touchpoint.core.postgres import Postgres
 
 OutcomeKind = Literal["view", "click", "conversion"]
 VIEW_EVENT = "Decision Viewed"
@@ -167,8 +170,15 @@ class DecisionLog(abc.ABC):
 DEFAULT_DECISIONS_FILE = "decisions.sqlite3"
 
 
-def build_decision_log(config: StoreConfig, data_dir: Path) -> DecisionLog:
-    """The decision log the configuration names (SQLite under `data_dir` by default)."""
+def build_decision_log(
+    config: StoreConfig, data_dir: Path, postgres: Postgres | None = None
+) -> DecisionLog:
+    """The decision log the configuration names: PostgreSQL when `postgres` is given, else
+    SQLite under `data_dir`."""
+    if postgres is not None:
+        from touchpoint.decide.postgres_log import PostgresDecisionLog
+
+        return PostgresDecisionLog(postgres)
     from touchpoint.decide.sqlite_log import SqliteDecisionLog
 
     path = Path(config.path) if config.path else data_dir / DEFAULT_DECISIONS_FILE

@@ -11,10 +11,13 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from touchpoint.core.config import StoreConfig
 from touchpoint.profiles.store import Page
+
+if TYPE_CHECKING:
+    from touchpoint.core.postgres import Postgres
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +63,15 @@ class AuditLog(abc.ABC):
 DEFAULT_AUDIT_FILE = "audit.sqlite3"
 
 
-def build_audit_log(config: StoreConfig, data_dir: Path) -> AuditLog:
-    """The audit log the configuration names (SQLite under `data_dir` by default)."""
+def build_audit_log(
+    config: StoreConfig, data_dir: Path, postgres: Postgres | None = None
+) -> AuditLog:
+    """The audit log the configuration names: PostgreSQL when `postgres` is given, else
+    SQLite under `data_dir`."""
+    if postgres is not None:
+        from touchpoint.govern.postgres_audit import PostgresAuditLog
+
+        return PostgresAuditLog(postgres)
     from touchpoint.govern.sqlite_audit import SqliteAuditLog
 
     return SqliteAuditLog(Path(config.path) if config.path else data_dir / DEFAULT_AUDIT_FILE)

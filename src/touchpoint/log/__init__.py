@@ -12,6 +12,8 @@ from touchpoint.log.sqlite import SqliteEventLog
 
 if TYPE_CHECKING:
     from touchpoint.core.config import LogConfig
+    from touchpoint.core.postgres import Postgres
+    from touchpoint.core.redis import RedisService
 
 DEFAULT_LOG_FILE = "log.sqlite3"
 DEFAULT_DEDUP_WINDOW = timedelta(hours=24)
@@ -29,7 +31,12 @@ __all__ = [
 
 
 def build_event_log(
-    config: LogConfig, data_dir: Path, *, dedup_window: timedelta | str = DEFAULT_DEDUP_WINDOW
+    config: LogConfig,
+    data_dir: Path,
+    *,
+    dedup_window: timedelta | str = DEFAULT_DEDUP_WINDOW,
+    redis: RedisService | None = None,
+    postgres: Postgres | None = None,
 ) -> EventLog:
     """Open the event log the configuration names, creating its file and folders if needed.
 
@@ -39,7 +46,15 @@ def build_event_log(
     """
     if isinstance(dedup_window, str):
         dedup_window = parse_duration(dedup_window)
-    if config.type == "sqlite":
+    if config.type == "redis" or (config.type == "auto" and redis is not None):
+        if redis is None:
+            raise ValueError("log.type is redis, but no Redis service is open")
+        from touchpoint.log.redis_streams import RedisStreamLog
+
+        return RedisStreamLog(
+            redis, partitions=config.partitions, dedup_window=dedup_window, postgres=postgres
+        )
+    if config.type in ("sqlite", "auto"):
         path = Path(config.path).expanduser() if config.path else Path(data_dir) / DEFAULT_LOG_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         return SqliteEventLog(

@@ -109,6 +109,26 @@ class EventLog(abc.ABC):
     def committed(self, group: str, partition: int) -> int:
         """The next offset `group` should read in `partition` (0 when it never committed)."""
 
+    # -- a consumer of a group (a worker's view) ---------------------------------------------
+
+    def poll(self, group: str, consumer: str, partition: int, limit: int = 500) -> list[LogEntry]:
+        """The next entries of `partition` for `consumer`, a member of `group`, in offset order:
+        first those delivered to it and not committed yet (a batch that failed, or entries
+        claimed from a consumer that died), then new ones. Committing (`commit` /
+        `commit_many`) acknowledges them. Only the partition's current owner (see
+        log.coordination) polls it, which keeps one person's events in order.
+
+        The default reads from the group's committed position; a backend with consumer
+        groups of its own (Redis Streams) delivers through them."""
+        return self.read(partition, self.committed(group, partition), limit)
+
+    def claim(self, group: str, consumer: str, partition: int) -> int:
+        """Take over what other consumers of `group` were delivered in `partition` and did not
+        commit (they died or lost the partition), so `consumer`'s next polls return it first;
+        how many entries moved. Call after acquiring the partition. The default has nothing
+        to move: uncommitted entries are simply read again from the committed position."""
+        return 0
+
     def lag(self, group: str) -> dict[int, int]:
         """Per partition, how many offsets `group` is behind the end (an upper bound)."""
         return {

@@ -7,6 +7,7 @@ only the embedded SQLite one exists today.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from touchpoint.core.config import StoreConfig
 from touchpoint.core.errors import DefinitionError
@@ -20,6 +21,9 @@ from touchpoint.profiles.store import (
     TimelineEvent,
 )
 from touchpoint.profiles.view import profile_document
+
+if TYPE_CHECKING:
+    from touchpoint.core.postgres import Postgres
 
 DEFAULT_FILE_NAME = "profiles.sqlite3"
 
@@ -41,10 +45,17 @@ __all__ = [
 ]
 
 
-def build_profile_store(config: StoreConfig, data_dir: Path) -> ProfileStore:
-    """The profile store a workspace configures; SQLite at `<data_dir>/profiles.sqlite3`
-    unless `config.path` says otherwise. Creates the parent folder if needed."""
-    if config.type == "sqlite":
+def build_profile_store(
+    config: StoreConfig, data_dir: Path, postgres: Postgres | None = None
+) -> ProfileStore:
+    """The profile store a workspace configures: PostgreSQL when `postgres` is given (the
+    store runs on it), else SQLite at `<data_dir>/profiles.sqlite3` unless `config.path`
+    says otherwise. Creates the parent folder if needed."""
+    if postgres is not None:
+        from touchpoint.profiles.postgres import PostgresProfileStore
+
+        return PostgresProfileStore(postgres)
+    if config.type in ("sqlite", "auto"):
         from touchpoint.profiles.sqlite import SqliteProfileStore
 
         path = Path(config.path).expanduser() if config.path else Path(data_dir) / DEFAULT_FILE_NAME

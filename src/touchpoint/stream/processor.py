@@ -33,6 +33,7 @@ from touchpoint.core.config import TouchpointConfig
 from touchpoint.core.definitions import ANALYTICS
 from touchpoint.core.errors import Unavailable
 from touchpoint.log.base import EventLog, LogEntry, LogRewrite
+from touchpoint.log.coordination import PartitionCoordinator, member_name
 from touchpoint.profiles.identity import IdentityResolver
 from touchpoint.profiles.model import Identity, Profile
 from touchpoint.profiles.store import ProfileStore, ProfileWriter, TimelineEvent
@@ -50,6 +51,7 @@ from touchpoint.stream.sinks import AppliedEvent, EventSink
 logger = logging.getLogger(__name__)
 
 _TOMB_MEMO_SIZE = 65_536
+_MAX_BACKOFF = 5.0  # seconds between retries while a store or the log is down
 
 
 @dataclass(slots=True)
@@ -132,6 +134,7 @@ class StreamProcessor:
         clock: Callable[[], datetime] = utcnow,
         sinks: Sequence[EventSink] = (),
         tombstone_key: Callable[[Identity], str] | None = None,
+        consumer: str | None = None,
     ) -> None:
         self.config = config
         self.log = log
@@ -155,6 +158,8 @@ class StreamProcessor:
         self._clock = clock
         self.sinks = tuple(sinks)
         self._tombstone_key = tombstone_key
+        self.consumer = consumer or member_name()
+        self.coordinator: PartitionCoordinator | None = None
         self._tomb_memo: dict[Identity, str] = {}
         self._analytics_by_default = config.consent.allows({}, ANALYTICS)
         self._hidden_traits = self.resolver.pii_traits
@@ -186,10 +191,11 @@ class StreamProcessor:
         committed: one commit instead of one per partition.
         """
         with self._run_lock:
+            if self.coordinator is not None:
+                self._rebalance(self.coordinator)
             batches: list[list[LogEntry]] = []
             for partition in self.partitions:
-                position = self.log.committed(self.group, partition)
-                read = self.log.read(partition, position, max_records)
+                read = self.log.poll(self.group, self.consumer, partition, max_records)
                 if read:
                     batches.append(read)
             if not batches:
@@ -216,6 +222,30 @@ class StreamProcessor:
             )
             self.last_applied_at = time.time()
             return len(entries)
+
+    # -- sharing partitions with other workers --------------------------------------------------
+
+    def coordinate(self, coordinator: PartitionCoordinator) -> None:
+        """From now on, process only the partitions `coordinator` assigns this member (other
+        workers of the group take the rest); they are settled before every batch."""
+        if coordinator.group != self.group:
+            raise ValueError(f"the coordinator is for group {coordinator.group}, not {self.group}")
+        with self._run_lock:
+            self.coordinator = coordinator
+            self.consumer = coordinator.member
+            self.partitions = ()
+
+    def _rebalance(self, coordinator: PartitionCoordinator) -> None:
+        """Refresh the membership; take over what newly assigned partitions' previous owners
+        were delivered and did not commit, so it is processed (again, idempotently) first."""
+        try:
+            gained, _ = coordinator.refresh()
+        finally:
+            self.partitions = tuple(sorted(coordinator.owned))
+        for partition in sorted(gained):
+            moved = self.log.claim(self.group, self.consumer, partition)
+            if moved:
+                logger.info("took over %d uncommitted entries of partition %d", moved, partition)
 
     def _isolate(self, entries: Sequence[LogEntry]) -> None:
         """Re-run a failed partition batch one event per transaction, skipping poison events."""
@@ -495,13 +525,17 @@ class StreamProcessor:
     def run_forever(self, stop: threading.Event) -> None:
         """Consume until `stop` is set, waking within milliseconds of an append.
 
-        Store or log failures are logged and retried with a growing pause (up to 30 s).
+        Store or log failures are logged and retried with a growing pause (up to 5 s), so
+        the processor resumes by itself within seconds of a server coming back.
         """
         self._running = True
         try:
             self._consume(stop)
         finally:
             self._running = False
+            if self.coordinator is not None:
+                self.coordinator.leave()
+                self.partitions = ()
 
     def _consume(self, stop: threading.Event) -> None:
         backoff = 0.5
@@ -515,7 +549,7 @@ class StreamProcessor:
             except Exception:
                 logger.exception("the stream processor failed; retrying in %.1f s", backoff)
                 stop.wait(backoff)
-                backoff = min(backoff * 2, 30.0)
+                backoff = min(backoff * 2, _MAX_BACKOFF)
                 continue
             backoff = 0.5
             if handled == 0:

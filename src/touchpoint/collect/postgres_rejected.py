@@ -1,0 +1,269 @@
+"""The server rejected-events store: refused events in one PostgreSQL table, shared by every
+API process of the workspace.
+
+The same semantics as `SqliteRejectedStore`: errors and the event are kept as the JSON
+text the collector made of them, the identity sequence never reuses an id (so a cursor
+never repeats an event), and a retried batch finds its items by the unique
+(source, message id, reason) index instead of adding them again.
+
+Erasure by identity does not scan events: each row carries, in `identities`, a digest of
+every value `names_any` would match it by (its top-level ids and trait values, in each
+form an identity kind may have normalized them to), computed when the event is added;
+`erase_identities` is then one `&&` lookup on a GIN index. Digests rather than values
+keep the index entries small (trait values may be long) and add no plain copy of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+import psycopg
+
+from touchpoint.collect.pii import identifier_text
+from touchpoint.collect.rejected import MAX_PAGE, NewRejected, RejectedEvent, RejectedStore
+from touchpoint.core.errors import InvalidInput, Unavailable
+from touchpoint.core.postgres import Migration, Postgres
+from touchpoint.profiles.store import Page
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+STORE = "rejected store"
+_MAX_BIGINT = 2**63 - 1
+Connection = psycopg.Connection[tuple[Any, ...]]
+
+MIGRATIONS: list[Migration] = [
+    Migration(
+        "rejected",
+        1,
+        """
+CREATE TABLE rejected (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, source text NOT NULL, message_id text,
+    received_at text NOT NULL, reason text NOT NULL, errors text NOT NULL, event text NOT NULL,
+    identities bytea[] NOT NULL);
+CREATE UNIQUE INDEX rejected_once
+    ON rejected (source, message_id, reason) WHERE message_id IS NOT NULL;
+CREATE INDEX rejected_by_reason ON rejected (reason, id);
+CREATE INDEX rejected_by_source ON rejected (source, id);
+CREATE INDEX rejected_by_message_id ON rejected (message_id);
+CREATE INDEX rejected_by_identity ON rejected USING gin (identities);
+""",
+    )
+]
+_COLUMNS = "id, source, message_id, received_at, reason, errors, event"
+# One item: inserted, or (already stored) its existing id. Run once per item, in order, in
+# one transaction, so a batch naming the same message twice finds the first copy.
+_ADD = """
+WITH inserted AS (
+    INSERT INTO rejected (source, message_id, received_at, reason, errors, event, identities)
+    VALUES (%(source)s, %(message_id)s, %(received_at)s, %(reason)s, %(errors)s, %(event)s,
+            %(identities)s::bytea[])
+    ON CONFLICT (source, message_id, reason) WHERE message_id IS NOT NULL DO NOTHING
+    RETURNING id)
+SELECT id FROM inserted
+UNION ALL
+SELECT id FROM rejected
+WHERE source = %(source)s AND message_id = %(message_id)s AND reason = %(reason)s
+"""
+_EXISTING = "SELECT id FROM rejected WHERE source = %s AND message_id = %s AND reason = %s"
+_TOP_LEVEL_IDS = ("userId", "anonymousId", "previousId")
+
+
+def _text(value: str) -> str:
+    """`value` as PostgreSQL text can hold it (no NUL: it becomes U+FFFD), applied alike to
+    what is stored and what is looked up."""
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
+
+
+def identity_digest(value: str) -> bytes:
+    """The digest `identities` holds for one identity value (16 bytes of BLAKE2b)."""
+    return hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+def identity_digests(event: Any) -> list[bytes]:
+    """Digests of every value a stored event can be erased by: the forms (as text, trimmed,
+    lower-cased) of its `userId`, `anonymousId`, `previousId` and of each value of its
+    `traits` and `context.traits`, exactly the values `rejected.names_any` matches."""
+    if not isinstance(event, dict):
+        return []
+    context = event.get("context")
+    values: list[Any] = [event.get(key) for key in _TOP_LEVEL_IDS]
+    for traits in (
+        event.get("traits"),
+        context.get("traits") if isinstance(context, dict) else None,
+    ):
+        if isinstance(traits, dict):
+            values.extend(traits.values())
+    forms: set[str] = set()
+    for value in values:
+        text = identifier_text(value)
+        if text is not None:
+            forms.update((text, text.strip(), text.strip().lower()))
+    forms.discard("")
+    return sorted(identity_digest(form) for form in forms)
+
+
+def _parse_cursor(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    if not (cursor.isascii() and cursor.isdigit()) or int(cursor) > _MAX_BIGINT:
+        raise InvalidInput("not a cursor from this list", details={"field": "cursor"})
+    return int(cursor)
+
+
+def _where(
+    reason: str | None, source: str | None, *, before: int | None = None
+) -> tuple[str, list[Any]]:
+    """The WHERE clause (with a leading space, or empty) and its parameters."""
+    conditions: list[str] = []
+    params: list[Any] = []
+    for condition, value in (
+        ("reason = %s", None if reason is None else _text(reason)),
+        ("source = %s", None if source is None else _text(source)),
+        ("id < %s", before),
+    ):
+        if value is not None:
+            conditions.append(condition)
+            params.append(value)
+    return (f" WHERE {' AND '.join(conditions)}" if conditions else ""), params
+
+
+def _row(item: NewRejected) -> dict[str, Any]:
+    return {
+        "source": _text(item.source),
+        "message_id": None if item.message_id is None else _text(item.message_id),
+        "received_at": _text(item.received_at),
+        "reason": _text(item.reason),
+        "errors": json.dumps(item.errors, ensure_ascii=False, default=str),
+        "event": json.dumps(item.event, ensure_ascii=False, default=str),
+        "identities": identity_digests(item.event),
+    }
+
+
+class PostgresRejectedStore(RejectedStore):
+    """Rejected events in PostgreSQL, safe across threads and processes. `close` leaves the
+    pool open: it belongs to the process's `Postgres` service. A lost server or connection
+    surfaces as `Unavailable`, after one retry on a fresh connection."""
+
+    def __init__(self, postgres: Postgres) -> None:
+        self._postgres = postgres
+        postgres.ensure(MIGRATIONS)
+
+    def add(self, items: Sequence[NewRejected]) -> list[int]:
+        """See `RejectedStore.add`: one transaction (the batch is stored whole or not), its
+        statements pipelined in one round trip."""
+        rows = [_row(item) for item in items]
+        if not rows:
+            return []
+
+        def insert(connection: Connection) -> list[int]:
+            cursor = connection.cursor()
+            cursor.executemany(_ADD, rows, returning=True)
+            found: list[int | None] = []
+            while True:
+                result = cursor.fetchone()
+                found.append(None if result is None else int(result[0]))
+                if not cursor.nextset():
+                    break
+            ids: list[int] = []
+            for row, item_id in zip(rows, found, strict=True):
+                if item_id is None:
+                    # Another transaction stored this item after our statement began; a new
+                    # statement sees it.
+                    again = connection.execute(
+                        _EXISTING, (row["source"], row["message_id"], row["reason"])
+                    ).fetchone()
+                    if again is None:  # pragma: no cover - deleted meanwhile
+                        raise Unavailable("a rejected event changed while it was stored")
+                    item_id = int(again[0])
+                ids.append(item_id)
+            return ids
+
+        return self._postgres.run(STORE, insert)
+
+    def list(
+        self,
+        *,
+        reason: str | None = None,
+        source: str | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> Page[RejectedEvent]:
+        """See `RejectedStore.list`. The cursor is the id of the last event returned."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise InvalidInput(f"limit must be 1 to {MAX_PAGE}", details={"field": "limit"})
+        where, params = _where(reason, source, before=_parse_cursor(cursor))
+        sql = f"SELECT {_COLUMNS} FROM rejected{where} ORDER BY id DESC LIMIT %s"
+        rows = self._retried(lambda db: db.execute(sql, (*params, limit + 1)).fetchall())
+        items = [
+            RejectedEvent(
+                id=int(row[0]),
+                source=row[1],
+                message_id=row[2],
+                received_at=row[3],
+                reason=row[4],
+                errors=json.loads(row[5]),
+                event=json.loads(row[6]),
+            )
+            for row in rows[:limit]
+        ]
+        next_cursor = str(items[-1].id) if len(rows) > limit else None
+        return Page(items=items, next_cursor=next_cursor)
+
+    def count(self, *, reason: str | None = None, source: str | None = None) -> int:
+        """See `RejectedStore.count`."""
+        where, params = _where(reason, source)
+        sql = f"SELECT COUNT(*) FROM rejected{where}"
+        return int(self._retried(lambda db: _first(db.execute(sql, params).fetchone())))
+
+    def counts_by_reason(self) -> dict[str, int]:
+        """See `RejectedStore.counts_by_reason`."""
+        sql = "SELECT reason, COUNT(*) FROM rejected GROUP BY reason ORDER BY reason"
+        rows = self._retried(lambda db: db.execute(sql).fetchall())
+        return {str(reason): int(count) for reason, count in rows}
+
+    def remove(self, ids: Sequence[int]) -> int:
+        """See `RejectedStore.remove`: one `DELETE`."""
+        wanted = [item for item in dict.fromkeys(ids) if 0 < item <= _MAX_BIGINT]
+        return self._delete("id = ANY(%s::bigint[])", wanted)
+
+    def erase_identities(self, values: Sequence[str]) -> int:
+        """See `RejectedStore.erase_identities`: one `DELETE` through the GIN index on the
+        rows' identity digests (see `identity_digests`)."""
+        wanted = sorted({identity_digest(value) for value in values if value})
+        return self._delete("identities && %s::bytea[]", wanted)
+
+    def erase_message_ids(self, message_ids: Sequence[str]) -> int:
+        """See `RejectedStore.erase_message_ids`: one `DELETE`."""
+        wanted = [_text(value) for value in dict.fromkeys(message_ids)]
+        return self._delete("message_id = ANY(%s::text[])", wanted)
+
+    def close(self) -> None:
+        """Nothing to release: the connection pool belongs to the `Postgres` service."""
+
+    def _delete(self, condition: str, values: Iterable[Any]) -> int:
+        """`DELETE … WHERE condition` with `values` as its one array parameter; the count."""
+        wanted = list(values)
+        if not wanted:
+            return 0
+        sql = f"DELETE FROM rejected WHERE {condition}"
+        return self._retried(lambda db: db.execute(sql, (wanted,)).rowcount)
+
+    def _retried(self, work: Callable[[Connection], T]) -> T:
+        """`work` on an autocommit connection (one statement: its own transaction), retried
+        once if the connection failed; for reads and deletes, whose repetition is harmless."""
+        try:
+            with self._postgres.connection(STORE) as connection:
+                return work(connection)
+        except Unavailable:
+            logger.warning("the %s lost its PostgreSQL connection; retrying", STORE)
+        with self._postgres.connection(STORE) as connection:
+            return work(connection)
+
+
+def _first(row: tuple[Any, ...] | None) -> Any:
+    return 0 if row is None else row[0]
