@@ -26,7 +26,7 @@ import psycopg
 from touchpoint.collect.pii import identifier_text
 from touchpoint.collect.rejected import MAX_PAGE, NewRejected, RejectedEvent, RejectedStore
 from touchpoint.core.errors import InvalidInput, Unavailable
-from touchpoint.core.postgres import Migration, Postgres
+from touchpoint.core.postgres import Migration, Postgres, postgres_text
 from touchpoint.profiles.store import Page
 
 logger = logging.getLogger(__name__)
@@ -73,12 +73,6 @@ _EXISTING = "SELECT id FROM rejected WHERE source = %s AND message_id = %s AND r
 _TOP_LEVEL_IDS = ("userId", "anonymousId", "previousId")
 
 
-def _text(value: str) -> str:
-    """`value` as PostgreSQL text can hold it (no NUL: it becomes U+FFFD), applied alike to
-    what is stored and what is looked up."""
-    return value.replace("\x00", "\ufffd") if "\x00" in value else value
-
-
 def identity_digest(value: str) -> bytes:
     """The digest `identities` holds for one identity value (16 bytes of BLAKE2b)."""
     return hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=16).digest()
@@ -122,8 +116,8 @@ def _where(
     conditions: list[str] = []
     params: list[Any] = []
     for condition, value in (
-        ("reason = %s", None if reason is None else _text(reason)),
-        ("source = %s", None if source is None else _text(source)),
+        ("reason = %s", None if reason is None else postgres_text(reason)),
+        ("source = %s", None if source is None else postgres_text(source)),
         ("id < %s", before),
     ):
         if value is not None:
@@ -134,10 +128,10 @@ def _where(
 
 def _row(item: NewRejected) -> dict[str, Any]:
     return {
-        "source": _text(item.source),
-        "message_id": None if item.message_id is None else _text(item.message_id),
-        "received_at": _text(item.received_at),
-        "reason": _text(item.reason),
+        "source": postgres_text(item.source),
+        "message_id": None if item.message_id is None else postgres_text(item.message_id),
+        "received_at": postgres_text(item.received_at),
+        "reason": postgres_text(item.reason),
         "errors": json.dumps(item.errors, ensure_ascii=False, default=str),
         "event": json.dumps(item.event, ensure_ascii=False, default=str),
         "identities": identity_digests(item.event),
@@ -239,7 +233,7 @@ class PostgresRejectedStore(RejectedStore):
 
     def erase_message_ids(self, message_ids: Sequence[str]) -> int:
         """See `RejectedStore.erase_message_ids`: one `DELETE`."""
-        wanted = [_text(value) for value in dict.fromkeys(message_ids)]
+        wanted = [postgres_text(value) for value in dict.fromkeys(message_ids)]
         return self._delete("message_id = ANY(%s::text[])", wanted)
 
     def close(self) -> None:

@@ -55,6 +55,15 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
 
+def postgres_text(value: str) -> str:
+    """`value` as PostgreSQL text can hold it: text cannot hold NUL, so NUL becomes U+FFFD.
+
+    Applied alike to what is stored and to what is looked up, so an identity or message id
+    with a NUL in it is found again (and can never fail a request or stall the stream
+    processor); two values differing only there are taken as one."""
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
+
+
 def first_line(error: BaseException) -> str:
     """An exception's message, first line only (libpq's are several lines long)."""
     text = str(error).strip()

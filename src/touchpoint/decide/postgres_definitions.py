@@ -21,9 +21,8 @@ import psycopg
 from touchpoint.core.clock import isoformat, utcnow
 from touchpoint.core.definitions import Definitions
 from touchpoint.core.errors import InvalidInput
-from touchpoint.core.postgres import Migration, Postgres
+from touchpoint.core.postgres import Migration, Postgres, postgres_text
 from touchpoint.decide.definition_store import DefinitionStore, DefinitionVersion
-from touchpoint.decide.postgres_log import postgres_text
 from touchpoint.profiles.store import Page
 
 logger = logging.getLogger(__name__)

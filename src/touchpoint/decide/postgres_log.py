@@ -27,7 +27,7 @@ import psycopg
 from psycopg import errors as pg_errors
 
 from touchpoint.core.errors import InvalidInput, Unavailable
-from touchpoint.core.postgres import Migration, Postgres
+from touchpoint.core.postgres import Migration, Postgres, postgres_text
 from touchpoint.decide.log import (
     ContentReport,
     DecisionLog,
@@ -128,16 +128,6 @@ FROM (
 GROUP BY content_id
 ORDER BY COUNT(*) DESC, content_id NULLS FIRST
 """
-
-
-def postgres_text(value: str) -> str:
-    """`value` as PostgreSQL can store it: text cannot hold NUL, so NUL becomes U+FFFD.
-
-    Applied alike to what is stored and to what is looked up, so a caller's identity or
-    message id with a NUL in it is found again (and can never fail a request or stall the
-    stream processor); two values differing only there are taken as one.
-    """
-    return value.replace("\x00", "\ufffd") if "\x00" in value else value
 
 
 def _texts(values: Collection[str]) -> builtins.list[str]:

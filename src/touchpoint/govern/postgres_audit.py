@@ -16,7 +16,7 @@ import psycopg
 
 from touchpoint.core.clock import isoformat, utcnow
 from touchpoint.core.errors import InvalidInput
-from touchpoint.core.postgres import Migration, Postgres
+from touchpoint.core.postgres import Migration, Postgres, postgres_text
 from touchpoint.govern.audit import AuditEntry, AuditLog
 from touchpoint.profiles.store import Page
 
@@ -41,12 +41,6 @@ CREATE INDEX audit_by_target ON audit (target, id);
     )
 ]
 _COLUMNS = "id, at, actor, action, target, details"
-
-
-def _text(value: str) -> str:
-    """`value` as PostgreSQL text can hold it (no NUL: it becomes U+FFFD), applied alike to
-    what is stored and what is looked up."""
-    return value.replace("\x00", "\ufffd") if "\x00" in value else value
 
 
 def _parse_cursor(cursor: str | None) -> int | None:
@@ -87,7 +81,13 @@ class PostgresAuditLog(AuditLog):
             orjson.dumps(details or {}, default=str, option=orjson.OPT_NON_STR_KEYS)
         )
         at = isoformat(utcnow())
-        values = (at, _text(actor), _text(action), _text(target), orjson.dumps(stored).decode())
+        values = (
+            at,
+            postgres_text(actor),
+            postgres_text(action),
+            postgres_text(target),
+            orjson.dumps(stored).decode(),
+        )
 
         def insert(connection: Connection) -> int:
             row = connection.execute(
@@ -118,8 +118,8 @@ class PostgresAuditLog(AuditLog):
         conditions: list[str] = []
         params: list[Any] = []
         for condition, value in (
-            ("action = %s", None if action is None else _text(action)),
-            ("target = %s", None if target is None else _text(target)),
+            ("action = %s", None if action is None else postgres_text(action)),
+            ("target = %s", None if target is None else postgres_text(target)),
             ("id < %s", _parse_cursor(cursor)),
         ):
             if value is not None:

@@ -6,6 +6,7 @@ import threading
 from pathlib import Path
 
 import pytest
+import redis
 from typer.testing import CliRunner
 
 from tests import servers
@@ -96,9 +97,9 @@ def test_an_unreachable_or_wrong_redis_is_refused_naming_the_setting(url: str, r
 
 
 def test_a_store_pinned_to_postgres_without_a_url_is_refused() -> None:
-    with pytest.raises(ServiceUnavailableAtStart, match="profiles.type is postgres"):
+    with pytest.raises(ServiceUnavailableAtStart, match=r"profiles\.type is postgres"):
         Services.open(parse_config({"profiles": {"type": "postgres"}}))
-    with pytest.raises(ServiceUnavailableAtStart, match="log.type is redis"):
+    with pytest.raises(ServiceUnavailableAtStart, match=r"log\.type is redis"):
         Services.open(parse_config({"log": {"type": "redis"}}))
     assert Services().postgres_for(StoreConfig(), "audit") is None
 
@@ -161,7 +162,7 @@ def test_a_schema_behind_the_code_is_refused_without_migrate_on_start(postgres_s
 
 
 def test_migration_versions_must_be_consecutive(postgres: Postgres) -> None:
-    with pytest.raises(ValueError, match="numbered 1..n"):
+    with pytest.raises(ValueError, match=r"numbered 1\.\.n"):
         postgres.migrate([Migration("gaps", 2, "SELECT 1")])
 
 
@@ -193,20 +194,22 @@ def test_a_failed_transaction_leaves_nothing_and_a_lost_connection_is_retried(
 
 def test_a_dropped_connection_in_a_plain_transaction_is_unavailable(postgres: Postgres) -> None:
     postgres.migrate(MIGRATIONS)
-    with pytest.raises(Unavailable, match="the test store cannot reach PostgreSQL"):
-        with postgres.transaction("test store") as connection:
-            connection.execute("INSERT INTO things (id) VALUES (5)")
-            with postgres.pool.connection() as other:
-                other.execute("SELECT pg_terminate_backend(%s)", (connection.info.backend_pid,))
-            connection.execute("SELECT 1")
+    with (
+        pytest.raises(Unavailable, match="the test store cannot reach PostgreSQL"),
+        postgres.transaction("test store") as connection,
+    ):
+        connection.execute("INSERT INTO things (id) VALUES (5)")
+        with postgres.pool.connection() as other:
+            other.execute("SELECT pg_terminate_backend(%s)", (connection.info.backend_pid,))
+        connection.execute("SELECT 1")
     with postgres.connection("test") as connection:
         assert connection.execute("SELECT count(*) FROM things").fetchone() == (0,)
 
 
 def test_redis_keys_live_under_the_prefix(redis_service: RedisService, redis_prefix: str) -> None:
     assert redis_service.key("log", 3) == f"{redis_prefix}:log:3"
-    with pytest.raises(Unavailable, match="the cache cannot reach Redis"):
-        with redis_service.errors("cache"):
-            import redis
-
-            raise redis.exceptions.ConnectionError("Connection refused")
+    with (
+        pytest.raises(Unavailable, match="the cache cannot reach Redis"),
+        redis_service.errors("cache"),
+    ):
+        raise redis.exceptions.ConnectionError("Connection refused")
