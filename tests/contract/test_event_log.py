@@ -287,3 +287,120 @@ def test_rewrite_replaces_key_and_payload_in_place(backends: Backend) -> None:
     )
     assert (entries[0].partition, entries[0].offset) == (first.partition, first.offset)
     assert entries[1].key == "alice"
+
+
+def test_rewrite_then_read_merges_rewritten_records_in_offset_order(backends: Backend) -> None:
+    log = backends.event_log(partitions=1)
+    log.append([record(f"m{i}") for i in range(10)])
+    entries = read_all(log, 0)
+    changes = [LogRewrite(0, entries[i].offset, "", f"anon-{i}".encode()) for i in (2, 3, 7)]
+    assert log.rewrite(changes) == 3
+    assert log.rewrite(changes[:1]) == 1  # a rewritten record can be rewritten again
+    window = log.read(0, entries[1].offset, limit=4)
+    assert [entry.message_id for entry in window] == ["m1", "m2", "m3", "m4"]
+    assert [entry.payload for entry in window][1:3] == [b"anon-2", b"anon-3"]
+    after = read_all(log, 0)
+    assert [entry.offset for entry in after] == [entry.offset for entry in entries]
+    assert [entry.appended_at for entry in after] == [entry.appended_at for entry in entries]
+    assert log.count() == 10
+
+
+def test_erase_reaches_rewritten_records(backends: Backend) -> None:
+    log = backends.event_log(partitions=1)
+    log.append([record("a1", key="alice"), record("a2", key="alice"), record("b1", key="bob")])
+    first, second, _ = read_all(log, 0)
+    log.rewrite([LogRewrite(0, first.offset, "", b"{}"), LogRewrite(0, second.offset, "x", b"")])
+    assert log.erase(keys=["alice"]) == 0  # rewritten away from that key
+    assert log.erase(message_ids=["a1"], keys=["x"]) == 2
+    assert [entry.message_id for entry in read_all(log, 0)] == ["b1"]
+    assert log.count() == 1
+    assert log.rewrite([LogRewrite(0, first.offset, "", b"{}")]) == 0
+
+
+def test_poll_returns_uncommitted_entries_again_until_committed(backends: Backend) -> None:
+    log = backends.event_log(partitions=1)
+    log.append([record(f"m{i}") for i in range(5)])
+    batch = log.poll("processor", "c1", 0, limit=3)
+    assert [entry.message_id for entry in batch] == ["m0", "m1", "m2"]
+    assert log.poll("processor", "c1", 0, limit=3) == batch  # failed: not committed
+    log.commit("processor", 0, batch[-1].offset + 1)
+    assert log.committed("processor", 0) == batch[-1].offset + 1
+    rest = log.poll("processor", "c1", 0, limit=10)
+    assert [entry.message_id for entry in rest] == ["m3", "m4"]
+    log.commit("processor", 0, rest[-1].offset + 1)
+    assert log.poll("processor", "c1", 0) == []
+    assert log.poll("warehouse", "w1", 0, limit=10) == batch + rest  # groups are independent
+
+
+def test_claim_hands_a_dead_consumers_entries_to_the_next_owner_first(backends: Backend) -> None:
+    log = backends.event_log(partitions=1)
+    log.append([record(f"m{i}") for i in range(5)])
+    died_with = log.poll("processor", "c1", 0, limit=3)
+    log.claim("processor", "c2", 0)
+    log.append([record("late")])
+    taken = log.poll("processor", "c2", 0, limit=10)
+    assert taken[:3] == died_with
+    assert [entry.message_id for entry in taken] == ["m0", "m1", "m2", "m3", "m4", "late"]
+    log.commit("processor", 0, taken[-1].offset + 1)
+    assert log.poll("processor", "c2", 0) == []
+    assert log.lag("processor") == {0: 0}
+
+
+def test_poll_sees_rewrites_and_not_erased_entries(backends: Backend) -> None:
+    log = backends.event_log(partitions=1)
+    log.append([record(f"m{i}") for i in range(6)])
+    entries = read_all(log, 0)
+    delivered = log.poll("processor", "c1", 0, limit=2)
+    assert [entry.message_id for entry in delivered] == ["m0", "m1"]
+    log.rewrite([LogRewrite(0, entries[i].offset, "", f"anon-{i}".encode()) for i in (1, 3)])
+    assert log.erase(message_ids=["m0", "m4"]) == 2
+    again = log.poll("processor", "c1", 0, limit=10)
+    assert [(entry.message_id, entry.payload) for entry in again] == [
+        ("m1", b"anon-1"),
+        ("m2", entries[2].payload),
+        ("m3", b"anon-3"),
+        ("m5", entries[5].payload),
+    ]
+    assert again == log.read(0, 0, limit=10)
+    log.commit("processor", 0, again[-1].offset + 1)
+    assert log.poll("processor", "c1", 0) == []
+
+
+def test_poll_merges_rewritten_records_not_delivered_yet_within_the_limit(
+    backends: Backend,
+) -> None:
+    log = backends.event_log(partitions=1)
+    log.append([record(f"m{i}") for i in range(8)])
+    entries = read_all(log, 0)
+    log.rewrite([LogRewrite(0, entries[i].offset, "", b"{}") for i in (0, 2, 3, 6, 7)])
+
+    def consume() -> list[str]:
+        seen: list[str] = []
+        for _ in range(10):
+            batch = log.poll("processor", "c1", 0, limit=3)
+            if not batch:
+                return seen
+            assert len(batch) <= 3
+            seen += [entry.message_id for entry in batch]
+            log.commit("processor", 0, batch[-1].offset + 1)
+        raise AssertionError("poll never ran dry")
+
+    assert consume() == [f"m{i}" for i in range(8)]
+    log.append([record("m8"), record("m9")])  # after a tail of rewritten records
+    log.rewrite([LogRewrite(0, read_all(log, 0)[-1].offset, "", b"{}")])
+    assert consume() == ["m8", "m9"]
+
+
+def test_a_commit_back_replays_through_poll(backends: Backend) -> None:
+    log = backends.event_log(partitions=1)
+    log.append([record(f"m{i}") for i in range(4)])
+    entries = read_all(log, 0)
+    log.rewrite([LogRewrite(0, entries[1].offset, "", b"{}")])
+    everything = log.poll("processor", "c1", 0, limit=10)
+    log.commit("processor", 0, everything[-1].offset + 1)
+    log.commit("processor", 0, 0)
+    assert log.poll("processor", "c1", 0, limit=10) == everything
+    log.commit("processor", 0, everything[2].offset)  # skip ahead: the rest only
+    log.commit("processor", 0, everything[-1].offset + 1)
+    log.commit("processor", 0, everything[2].offset)
+    assert log.poll("processor", "c1", 0, limit=10) == everything[2:]

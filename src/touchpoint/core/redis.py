@@ -20,12 +20,14 @@ from touchpoint.core.errors import ServiceUnavailableAtStart, Unavailable
 from touchpoint.core.postgres import first_line, redact_url
 
 REDIS_SETTING = "redis.url (TOUCHPOINT_REDIS_URL)"
-# The failures of the server or the connection (not of a command): retry later.
+# The failures of the server or the connection, and a server refusing writes for now (out
+# of memory, a read-only replica), as opposed to a bad command: retry later.
 CONNECTION_ERRORS: tuple[type[Exception], ...] = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     redis.exceptions.BusyLoadingError,
     redis.exceptions.ReadOnlyError,
+    redis.exceptions.OutOfMemoryError,  # maxmemory reached: retry later, not a bad request
 )
 
 
