@@ -201,12 +201,14 @@ def test_sigkill_an_api_process_while_clients_send_keeps_every_acknowledged_even
 def test_ingestion_answers_503_while_redis_is_down_and_recovers_by_itself(
     tmp_path: Path, postgres_schema: str
 ) -> None:
-    redis = RedisServer(tmp_path / "redis").start()
+    redis = RedisServer(tmp_path / "redis")
     data = server_config(postgres_schema, "faults")
     data["redis"] = {"url": redis.url, "prefix": "faults", "socket_timeout": "1s"}
     config = write_config(tmp_path, data)
-    server = ServerProcess(tmp_path / "data", "--config", str(config)).start()
+    server = ServerProcess(tmp_path / "data", "--config", str(config))
     try:
+        redis.start()
+        server.start()
         with httpx.Client(timeout=10.0) as client:
 
             def send(start: int) -> httpx.Response:

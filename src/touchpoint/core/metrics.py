@@ -59,8 +59,8 @@ class Metrics:
         self.profile_cache = Counter(
             "touchpoint_profile_cache",
             "Profile cache lookups (find and get) by result: hit, miss (read from the profile "
-            "store, then cached) or error (Redis failed or is skipped after a failure; read "
-            "from the profile store).",
+            "store, then cached) or error (Redis failed or is paused after a failure: the "
+            "lookup read the profile store; a failed invalidation, kept to retry, counts too).",
             ["result"],
             registry=self.registry,
         )
