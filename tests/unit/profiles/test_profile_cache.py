@@ -432,10 +432,13 @@ def test_an_erasure_redis_missed_is_retried_too(
 
 
 @pytest.fixture
-def cached_workspace(tmp_path: Path, redis_prefix: str) -> Iterator[Workspace]:
+def cached_workspace(
+    tmp_path: Path, redis_prefix: str, postgres_schema: str
+) -> Iterator[Workspace]:
     config = {
         **TEST_CONFIG,
         "log": {"type": "sqlite"},
+        "postgres": {"url": servers.POSTGRES_URL, "schema": postgres_schema, "pool_max": 4},
         "redis": {"url": servers.REDIS_URL, "prefix": redis_prefix, "cache_ttl": "1h"},
     }
     settings = load_settings(write_config(tmp_path, config), tmp_path / "data", environ={})
