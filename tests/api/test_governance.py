@@ -8,12 +8,25 @@ the whole log, and be idempotent.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import SECRET_KEY, STRICT_KEY, WRITE_KEY, basic, bearer, drain
+from tests.conftest import (
+    SECRET_KEY,
+    STRICT_KEY,
+    TEST_CONFIG,
+    WRITE_KEY,
+    basic,
+    bearer,
+    drain,
+    server_config,
+    write_config,
+)
+from touchpoint.core.settings import Settings, load_settings
 from touchpoint.profiles.model import Identity
 from touchpoint.runtime import Workspace
 
@@ -23,6 +36,19 @@ USER = "erin-user-7f3a"
 ANON_1 = "erin-anon-1-c4d2"
 ANON_2 = "erin-anon-2-9b1e"
 KEEP_USER = "kept-user-55e0"
+
+
+@pytest.fixture(params=["embedded", "server"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """Both modes: SQLite files, and PostgreSQL + Redis Streams + the Redis profile cache
+    (erasure must reach the streams and the cache too)."""
+    if request.param == "embedded":
+        data = TEST_CONFIG
+    else:
+        schema = request.getfixturevalue("postgres_schema")
+        data = server_config(schema, request.getfixturevalue("redis_prefix"))
+    path = write_config(tmp_path, data)
+    return load_settings(path, tmp_path / "data", environ={}, enable_noop_endpoint=True)
 
 
 def send(
