@@ -112,7 +112,7 @@ def test_sigkill_a_worker_mid_batch_loses_and_doubles_nothing(
 def test_postgres_connections_dropped_under_processing_are_retried_without_half_updates(
     settings: Settings, observer: Workspace
 ) -> None:
-    total = 6_000
+    total = 3_000
     _send(observer, total)
     worker = WorkerProcess(settings.data_dir, "--config", str(settings.config_path)).start()
     application = f"touchpoint:{settings.config.postgres.schema_name}"
@@ -132,7 +132,7 @@ def test_postgres_connections_dropped_under_processing_are_retried_without_half_
                 dropped += len(rows)
                 time.sleep(0.05)
         assert dropped, "no connection was dropped while the worker processed"
-        _wait(lambda: _lag(observer) == 0, 60, "the worker to recover and finish")
+        _wait(lambda: _lag(observer) == 0, 90, "the worker to recover and finish")
         assert worker.alive, worker.log_tail()
     finally:
         worker.stop()

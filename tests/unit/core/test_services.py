@@ -104,17 +104,26 @@ def test_a_store_pinned_to_postgres_without_a_url_is_refused() -> None:
     assert Services().postgres_for(StoreConfig(), "audit") is None
 
 
-@pytest.mark.parametrize("command", ["serve", "worker", "migrate"])
+@pytest.mark.parametrize(
+    ("command", "server", "url"),
+    [
+        ("serve", "postgres", "postgresql://postgres:hunter2@127.0.0.1:1/x"),
+        ("worker", "postgres", "postgresql://postgres:hunter2@127.0.0.1:1/x"),
+        ("migrate", "postgres", "postgresql://postgres:hunter2@127.0.0.1:1/x"),
+        ("serve", "redis", "redis://:hunter2@127.0.0.1:1/0"),
+        ("worker", "redis", "redis://:hunter2@127.0.0.1:1/0"),
+    ],
+)
 def test_the_cli_exits_with_the_setting_named_when_a_server_is_unreachable(
-    tmp_path: Path, command: str
+    tmp_path: Path, command: str, server: str, url: str
 ) -> None:
-    data = {**TEST_CONFIG, "postgres": {"url": "postgresql://postgres:hunter2@127.0.0.1:1/x"}}
+    data = {**TEST_CONFIG, server: {"url": url}}
     config = write_config(tmp_path, data)
     result = CliRunner().invoke(
         app, [command, "--config", str(config), "--data-dir", str(tmp_path / "d")]
     )
     assert result.exit_code == 2, result.output
-    assert "postgres.url (TOUCHPOINT_POSTGRES_URL)" in result.output
+    assert f"{server}.url (TOUCHPOINT_{server.upper()}_URL)" in result.output
     assert "cannot connect" in result.output
     assert "hunter2" not in result.output
     assert "Traceback" not in result.output
