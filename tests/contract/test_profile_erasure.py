@@ -25,7 +25,7 @@ OTHER = Identity("user_id", "someone-else")
 
 @pytest.fixture(params=sorted(BACKENDS))
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ProfileStore]:
-    instance = BACKENDS[request.param](tmp_path)
+    instance = BACKENDS[request.param](request, tmp_path)
     yield instance
     instance.close()
 

@@ -1,7 +1,8 @@
 """The ProfileStore / ProfileWriter contract, run against every backend.
 
-Only the embedded SQLite backend exists today; a PostgreSQL one joins the
-`store` fixture's params when it lands, and must pass the same tests.
+Each backend opens a store on storage private to one test: SQLite in the test's temporary
+directory, PostgreSQL on the test's own schema (the `postgres` fixture; skipped with a
+message when no server is reachable, a failure in CI).
 """
 
 from __future__ import annotations
@@ -13,22 +14,33 @@ from pathlib import Path
 import pytest
 
 from touchpoint.core.config import StoreConfig
+from touchpoint.core.postgres import Postgres
 from touchpoint.profiles import build_profile_store
 from touchpoint.profiles.model import Identity, Profile
+from touchpoint.profiles.postgres import PostgresProfileStore
 from touchpoint.profiles.sqlite import SqliteProfileStore
 from touchpoint.profiles.store import ProfileStore, TimelineEvent
 
 
-def _sqlite(tmp_path: Path) -> ProfileStore:
+def _sqlite(request: pytest.FixtureRequest, tmp_path: Path) -> ProfileStore:
     return SqliteProfileStore(tmp_path / "profiles.sqlite3")
 
 
-BACKENDS: dict[str, Callable[[Path], ProfileStore]] = {"sqlite": _sqlite}
+def _postgres(request: pytest.FixtureRequest, tmp_path: Path) -> ProfileStore:
+    postgres: Postgres = request.getfixturevalue("postgres")
+    return PostgresProfileStore(postgres)
+
+
+# Each opener gets the test's request (for server fixtures) and its temporary directory.
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], ProfileStore]] = {
+    "sqlite": _sqlite,
+    "postgres": _postgres,
+}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ProfileStore]:
-    instance = BACKENDS[request.param](tmp_path)
+    instance = BACKENDS[request.param](request, tmp_path)
     yield instance
     instance.close()
 
