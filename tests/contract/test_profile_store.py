@@ -173,6 +173,35 @@ def test_record_event_is_idempotent_across_profiles(store: ProfileStore) -> None
     assert store.events("p2").items == []
 
 
+def test_expected_events_answer_as_if_each_was_written_at_once(store: ProfileStore) -> None:
+    _create(store, "p1", T0)
+    _create(store, "p2", T0)
+    with store.transaction() as writer:
+        assert writer.record_event("p1", _event("old", T0)) is True
+    with store.transaction() as writer:
+        writer.expect_events(["old", "m1", "m2", "m1"])
+        assert writer.record_event("p1", _event("old", T0)) is False  # applied before
+        assert writer.record_event("p1", _event("m2", T2)) is True
+        assert writer.record_event("p1", _event("m1", T1)) is True
+        assert writer.record_event("p2", _event("m1", T1)) is False  # earlier in this batch
+        assert writer.record_event("p2", _event("unexpected", T1)) is True
+        assert [e.message_id for e in writer.timeline("p1")] == ["old", "m1", "m2"]
+    assert [e.message_id for e in store.events("p1").items] == ["m2", "m1", "old"]
+    assert [e.message_id for e in store.events("p2").items] == ["unexpected"]
+
+
+def test_expected_events_are_not_written_when_the_transaction_fails(store: ProfileStore) -> None:
+    _create(store, "p1", T0)
+    with pytest.raises(RuntimeError), store.transaction() as writer:
+        writer.expect_events(["m1"])
+        assert writer.record_event("p1", _event("m1", T1)) is True
+        raise RuntimeError("the batch failed")
+    assert store.events("p1").items == []
+    with store.transaction() as writer:
+        writer.expect_events(["m1"])
+        assert writer.record_event("p1", _event("m1", T1)) is True
+
+
 def test_timeline_is_oldest_first_by_event_time(store: ProfileStore) -> None:
     _create(store, "p1", T0)
     with store.transaction() as writer:

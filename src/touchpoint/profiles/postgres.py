@@ -167,6 +167,12 @@ _RECORD = (
     "INSERT INTO timeline (message_id, profile_id, event_time, type, name, event) "
     "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (message_id) DO NOTHING"
 )
+_RECORD_MANY = (
+    "INSERT INTO timeline (message_id, profile_id, event_time, type, name, event) "
+    "SELECT m, p, t, y, n, e FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], "
+    "%s::text[], %s::bytea[]) WITH ORDINALITY AS rows (m, p, t, y, n, e, i) ORDER BY i "
+    "ON CONFLICT (message_id) DO NOTHING RETURNING message_id"
+)
 _CREATE = (
     "INSERT INTO profiles (profile_id, state, version, created_at, updated_at) "
     "SELECT * FROM unnest(%s::text[], %s::bytea[], %s::bigint[], %s::text[], %s::text[]) "
@@ -219,6 +225,11 @@ class _PostgresWriter(ProfileWriter):
         self._creates: dict[str, tuple[bytes, int, str]] = {}
         self._saves: dict[str, tuple[bytes, str, int]] = {}
         self._segments: list[dict[str, Any]] = []
+        # Timeline rows of message ids announced by `expect_events`: which of them are
+        # applied already (or buffered here), and the rows waiting for `flush`.
+        self._expected: set[str] = set()
+        self._applied: set[str] = set()
+        self._events: list[tuple[str, str, str, str, str | None, bytes]] = []
 
     def _stamp(self) -> str:
         """The `updated_at` of rows this transaction writes: its first write's time."""
@@ -280,6 +291,13 @@ class _PostgresWriter(ProfileWriter):
             if len(rows) != len(ids):
                 missing = sorted(set(ids) - {str(row[0]) for row in rows})
                 raise NotFound(f"profile {missing[0]} does not exist")
+        if self._events:
+            events, self._events = self._events, []
+            columns = [list(column) for column in zip(*events, strict=True)]
+            inserted = self._run(_RECORD_MANY, columns)
+            if len(inserted.fetchall()) != len(events):
+                # Another transaction applied one of them since `expect_events` looked.
+                raise Unavailable("an event of this batch was applied concurrently; retry")
         if self._segments:
             segments, self._segments = self._segments, []
             self._lock_change_log()
@@ -384,7 +402,28 @@ class _PostgresWriter(ProfileWriter):
             self._run(_EXCLUSIVE_LOCK, (self._change_log_lock,))
             self._change_log_lock = None
 
+    def expect_events(self, message_ids: Collection[str]) -> None:
+        """See `ProfileWriter.expect_events`: one query finds which are applied already; the
+        others' rows are buffered by `record_event` and inserted in one statement by
+        `flush`."""
+        unknown = [m for m in dict.fromkeys(message_ids) if m not in self._expected]
+        if not unknown:
+            return
+        rows = self._run("SELECT message_id FROM timeline WHERE message_id = ANY(%s)", (unknown,))
+        self._applied.update(str(row[0]) for row in rows.fetchall())
+        self._expected.update(unknown)
+
     def record_event(self, profile_id: str, event: TimelineEvent) -> bool:
+        encoded = event.encoded if event.encoded is not None else orjson.dumps(event.event)
+        if event.message_id in self._expected:
+            self._check_open()
+            if event.message_id in self._applied:
+                return False
+            self._applied.add(event.message_id)
+            self._events.append(
+                (event.message_id, profile_id, event.timestamp, event.type, event.name, encoded)
+            )
+            return True
         cursor = self._run(
             _RECORD,
             (
@@ -393,12 +432,13 @@ class _PostgresWriter(ProfileWriter):
                 event.timestamp,
                 event.type,
                 event.name,
-                event.encoded if event.encoded is not None else orjson.dumps(event.event),
+                encoded,
             ),
         )
         return cursor.rowcount > 0
 
     def timeline(self, profile_id: str) -> Iterator[TimelineEvent]:
+        self.flush()
         rows = self._run(
             f"SELECT {TIMELINE_COLUMNS} FROM timeline WHERE profile_id = %s "
             "ORDER BY event_time, seq",

@@ -104,6 +104,12 @@ class ProfileWriter(abc.ABC):
         """Add an event to the profile's timeline; False if this message id was already
         applied (to any profile), which makes replay idempotent."""
 
+    def expect_events(self, message_ids: Collection[str]) -> None:  # noqa: B027 - a hint
+        """A hint: this transaction is about to `record_event` these message ids. A backend
+        where every call is a network round trip looks them all up at once and buffers the
+        inserts; `record_event` must still answer as if each was written at once. The
+        default does nothing."""
+
     @abc.abstractmethod
     def timeline(self, profile_id: str) -> Iterator[TimelineEvent]:
         """Every event of the profile, oldest first by event timestamp (for recompute)."""

@@ -289,6 +289,9 @@ class StreamProcessor:
         with self.store.transaction() as writer:
             batch = _Batch(writer)
             batch.tombstoned = self._find_tombstoned(writer, decoded)
+            writer.expect_events(
+                [item.event.get("messageId") or item.entry.message_id for item in decoded]
+            )
             for item in decoded:
                 self._apply_entry(batch, item)
             self._finish(batch)

@@ -612,3 +612,17 @@ def test_two_workers_on_one_persons_partitions_build_what_one_worker_builds(
     finally:
         embedded.close()
         log.close()
+
+
+def test_an_expected_event_applied_by_another_transaction_meanwhile_retries_the_batch(
+    store: PostgresProfileStore,
+) -> None:
+    create(store, "p1")
+    with pytest.raises(Unavailable, match="applied concurrently"):  # noqa: SIM117
+        with store.transaction() as slow:
+            slow.expect_events(["m1"])  # not applied yet, as far as this transaction sees
+            assert slow.record_event("p1", event("m1")) is True
+            with store.transaction() as fast:
+                fast.expect_events(["m1"])
+                assert fast.record_event("p1", event("m1")) is True
+    assert [item.message_id for item in store.events("p1").items] == ["m1"]
