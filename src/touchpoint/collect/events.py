@@ -64,6 +64,23 @@ class IncomingEvent(BaseModel):
     def _ids_as_text(cls, value: Any) -> Any:
         return _id_text(value)
 
+    @field_validator(
+        "messageId",
+        "anonymousId",
+        "userId",
+        "groupId",
+        "previousId",
+        "event",
+        "name",
+        mode="after",
+    )
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        # Identifiers and names become keys in every store; PostgreSQL text cannot hold NUL.
+        if value is not None and "\x00" in value:
+            raise ValueError("must not contain a NUL character")
+        return value
+
     @field_validator("timestamp", "originalTimestamp", "sentAt", mode="after")
     @classmethod
     def _plausible_time(cls, value: datetime | None) -> datetime | None:

@@ -134,6 +134,12 @@ class Postgres:
             with self.pool.connection(timeout=self._pool_timeout) as connection:
                 yield connection
         except CONNECTION_ERRORS as error:
+            if isinstance(error, psycopg.OperationalError) and not isinstance(
+                error, psycopg.errors.TransactionRollback
+            ):
+                # After a server restart every idle pooled connection is dead too: have the
+                # pool test them now rather than hand each one out to fail in turn.
+                self._check_idle()
             raise Unavailable(f"the {store} cannot reach PostgreSQL: {first_line(error)}") from (
                 error
             )
@@ -165,6 +171,12 @@ class Postgres:
                     raise
                 logger.warning("the %s lost its PostgreSQL connection; retrying", store)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _check_idle(self) -> None:
+        try:
+            self.pool.check()
+        except Exception:  # the server may still be down: the pool reconnects by itself
+            logger.debug("checking the pool's idle connections failed", exc_info=True)
 
     # -- migrations ---------------------------------------------------------------------------
 

@@ -90,6 +90,9 @@ def test_batch_sent_at_and_context_apply_under_the_event() -> None:
         ({"type": "group", "userId": "u"}, "<event>", "groupId"),
         ({"type": "track", "userId": "u", "event": "X", "properties": [1]}, "properties", "dict"),
         ({"type": "track", "userId": "u", "event": "X", "timestamp": "yesterday"}, "timestamp", ""),
+        ({"type": "track", "userId": "u\x00", "event": "X"}, "userId", "NUL"),
+        ({"type": "track", "userId": "u", "event": "X\x00"}, "event", "NUL"),
+        ({"type": "page", "anonymousId": "a", "messageId": "m\x00"}, "messageId", "NUL"),
     ],
 )
 def test_invalid_messages_name_the_field(message: dict, field: str, reason_part: str) -> None:
@@ -163,6 +166,7 @@ def test_validate_event_holds_what_the_model_holds() -> None:
         {"type": "launch", "userId": "u", "properties": [1]},
         {"type": "track", "userId": "u", "event": "X", "timestamp": "yesterday"},
         {"type": "page", "anonymousId": "a", "messageId": ""},
+        {"type": "identify", "anonymousId": "a\x00"},
     ],
 )
 def test_validate_event_raises_the_model_s_errors(message: dict) -> None:
