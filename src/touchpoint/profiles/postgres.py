@@ -23,42 +23,35 @@ the server does not parse documents on the hot path. Ad hoc SQL can still read t
 `convert_from(state, 'UTF8')::jsonb`. Text columns use the "C" collation: ids, timestamps
 and cursors compare byte by byte, as in SQLite, whatever the database's locale.
 
-Round trips in the hot path (the processor's batch): `record_event` one per event (INSERT
-... ON CONFLICT DO NOTHING, so a duplicate is False at once), `find_many` one per set of
-identities not seen yet in the transaction, `load` one, `link` one. What needs no answer is
-buffered and written by `flush` before the next `load` or `merge` and at commit: new
-profiles in one INSERT, saves in one UPDATE, segment changes in one pipelined batch (which
-also keeps the change-log lock for the last moments of the transaction only).
+Round trips in the hot path (the processor's batch, profiles.postgres_writer): one query
+for the batch's announced message ids (`expect_events`; their timeline rows are then
+inserted in one statement), `find_many` one per set of identities not seen yet in the
+transaction, `load` one, `link` one. What needs no answer is buffered and written by
+`flush` before the next read of what it changes and at commit.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-import orjson
-import psycopg
 from psycopg_pool import PoolTimeout
 
-from touchpoint.core.clock import isoformat, utcnow
-from touchpoint.core.errors import InvalidInput, NotFound, TouchpointError, Unavailable
-from touchpoint.core.postgres import Migration, Postgres, first_line
+from touchpoint.core.errors import TouchpointError, Unavailable
+from touchpoint.core.postgres import Migration, Postgres
 from touchpoint.profiles import postgres_erase
 from touchpoint.profiles.model import Identity, MergeRecord, Profile
 from touchpoint.profiles.postgres_erase import (
     MAX_BIGINT,
-    TIMELINE_COLUMNS,
     Connection,
     encode_cursor,
     page_limit,
-    profile_from_row,
     storable,
     text_cursor,
-    timeline_event,
 )
+from touchpoint.profiles.postgres_writer import EXCLUSIVE_LOCK, FIND_SQL, PostgresWriter
 from touchpoint.profiles.store import (
     ErasedProfile,
     Page,
@@ -133,341 +126,6 @@ $$;
 """
 MIGRATIONS: list[Migration] = [Migration("profiles", 1, _SCHEMA)]
 
-_SHARED_LOCK = "SELECT pg_advisory_xact_lock_shared(hashtext(%s))"
-_EXCLUSIVE_LOCK = "SELECT pg_advisory_xact_lock(hashtext(%s))"
-
-_FIND = "SELECT profile_id FROM identities WHERE kind = %s AND value = %s"
-# Identities asked at once; a row-value list per count is prepared once, and costs half
-# of what the same lookup with two arrays does (psycopg dumps arrays slowly).
-_FIND_CHUNK = 32
-
-
-@functools.cache
-def _find_many_sql(count: int) -> str:
-    pairs = ", ".join(["(%s, %s)"] * count)
-    return f"SELECT kind, value, profile_id FROM identities WHERE (kind, value) IN ({pairs})"
-
-
-_LINK = (
-    "WITH inserted AS (INSERT INTO identities (kind, value, profile_id, message_id, linked_at) "
-    "VALUES (%(kind)s, %(value)s, %(profile_id)s, %(message_id)s, %(at)s) "
-    "ON CONFLICT (kind, value) DO NOTHING RETURNING profile_id) "
-    "SELECT profile_id, true FROM inserted UNION ALL "
-    "SELECT profile_id, false FROM identities WHERE kind = %(kind)s AND value = %(value)s "
-    "AND NOT EXISTS (SELECT 1 FROM inserted)"
-)
-_SAVE = (
-    "UPDATE profiles AS p SET state = saved.state, version = p.version + saved.saves, "
-    "created_at = saved.created_at, updated_at = %s "
-    "FROM unnest(%s::text[], %s::bytea[], %s::text[], %s::int[]) "
-    "AS saved (profile_id, state, created_at, saves) "
-    "WHERE p.profile_id = saved.profile_id RETURNING p.profile_id"
-)
-_RECORD = (
-    "INSERT INTO timeline (message_id, profile_id, event_time, type, name, event) "
-    "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (message_id) DO NOTHING"
-)
-_RECORD_MANY = (
-    "INSERT INTO timeline (message_id, profile_id, event_time, type, name, event) "
-    "SELECT m, p, t, y, n, e FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], "
-    "%s::text[], %s::bytea[]) WITH ORDINALITY AS rows (m, p, t, y, n, e, i) ORDER BY i "
-    "ON CONFLICT (message_id) DO NOTHING RETURNING message_id"
-)
-_CREATE = (
-    "INSERT INTO profiles (profile_id, state, version, created_at, updated_at) "
-    "SELECT * FROM unnest(%s::text[], %s::bytea[], %s::bigint[], %s::text[], %s::text[]) "
-    "ON CONFLICT (profile_id) DO NOTHING RETURNING profile_id"
-)
-# Enter (insert) or leave (delete) a segment, and log the change only if there was one.
-_SET_SEGMENT = (
-    "WITH entered AS (INSERT INTO segment_memberships (segment, profile_id, entered_at) "
-    "SELECT %(segment)s, %(profile_id)s, %(at)s WHERE %(member)s "
-    "ON CONFLICT DO NOTHING RETURNING 1), "
-    "left_segment AS (DELETE FROM segment_memberships WHERE NOT %(member)s "
-    "AND segment = %(segment)s AND profile_id = %(profile_id)s RETURNING 1) "
-    "INSERT INTO segment_changes (segment, profile_id, change, at) "
-    "SELECT %(segment)s, %(profile_id)s, CASE WHEN %(member)s THEN 'enter' ELSE 'exit' END, "
-    "%(at)s WHERE EXISTS (SELECT 1 FROM entered) OR EXISTS (SELECT 1 FROM left_segment)"
-)
-
-
-def _unstorable(error: psycopg.DataError) -> InvalidInput:
-    """A value PostgreSQL cannot hold (a NUL character in text): bad input, not a failure."""
-    return InvalidInput(f"the profile store cannot store this value: {first_line(error)}")
-
-
-class _PostgresWriter(ProfileWriter):
-    """The write verbs on the transaction's connection; valid only inside it.
-
-    Like the SQLite writer it remembers which profile owns each identity it looked up or
-    linked (`_owners`, None for "unknown") and what it learnt about tombstones, for the
-    transaction's lifetime. `_owners` also tells a race from a caller's mistake: linking an
-    identity this transaction saw unknown, now owned by another profile, means another
-    transaction linked it meanwhile (`Unavailable`: retry), not a refused re-link; and
-    loading a profile the graph gave this transaction, now gone, means another one merged
-    it away. So a caller loads the profile it links identities to before it commits, as
-    the stream processor does: that load waits for a concurrent merge and then fails.
-    """
-
-    def __init__(self, connection: Connection, erasure_lock: str, change_log_lock: str) -> None:
-        self._connection = connection
-        # One cursor for the whole transaction: a new one per statement costs ~10 µs.
-        self._cursor = connection.cursor()
-        self._open = True
-        self._owners: dict[Identity, str | None] = {}
-        self._now: str | None = None
-        self._tombstoned: dict[str, bool] = {}
-        self._erasure_lock: str | None = erasure_lock  # None once held
-        self._change_log_lock: str | None = change_log_lock
-        # Writes nobody needs an answer from wait for `flush`: new profiles (rows for
-        # _CREATE), saves (profile id -> state, created_at, number of saves) and segment
-        # changes (in call order).
-        self._creates: dict[str, tuple[bytes, int, str]] = {}
-        self._saves: dict[str, tuple[bytes, str, int]] = {}
-        self._segments: list[dict[str, Any]] = []
-        # Timeline rows of message ids announced by `expect_events`: which of them are
-        # applied already (or buffered here), and the rows waiting for `flush`.
-        self._expected: set[str] = set()
-        self._applied: set[str] = set()
-        self._events: list[tuple[str, str, str, str, str | None, bytes]] = []
-
-    def _stamp(self) -> str:
-        """The `updated_at` of rows this transaction writes: its first write's time."""
-        if self._now is None:
-            self._now = isoformat(utcnow())
-        return self._now
-
-    def _check_open(self) -> None:
-        if not self._open:
-            raise TouchpointError("this writer's transaction has ended")
-
-    def _run(self, query: str, params: Any = None, *, binary: bool = False) -> psycopg.Cursor[Any]:
-        """Execute on the transaction's cursor (results to be read before the next call)."""
-        self._check_open()
-        try:
-            return self._cursor.execute(query, params, binary=binary)
-        except psycopg.DataError as error:
-            raise _unstorable(error) from error
-
-    def close(self) -> None:
-        self._open = False
-        self._cursor.close()
-
-    def flush(self) -> None:
-        """Write what is buffered, in call order per kind: new profiles (one INSERT), saves
-        (one UPDATE), segment changes (one pipelined batch). Before any read of a profile
-        or its memberships, and before commit. A duplicate profile id is refused
-        (TouchpointError), a save of a missing profile is NotFound."""
-        if self._creates:
-            creates, self._creates = self._creates, {}
-            rows_in = list(creates.values())
-            rows = self._run(
-                _CREATE,
-                (
-                    list(creates),
-                    [state for state, _, _ in rows_in],
-                    [version for _, version, _ in rows_in],
-                    [created_at for _, _, created_at in rows_in],
-                    [self._stamp()] * len(rows_in),
-                ),
-            ).fetchall()
-            if len(rows) != len(creates):
-                taken = sorted(set(creates) - {str(row[0]) for row in rows})
-                raise TouchpointError(f"profile {taken[0]} already exists")
-        if self._saves:
-            saves, self._saves = self._saves, {}
-            ids = list(saves)
-            saved = list(saves.values())
-            rows = self._run(
-                _SAVE,
-                (
-                    self._stamp(),
-                    ids,
-                    [state for state, _, _ in saved],
-                    [created_at for _, created_at, _ in saved],
-                    [count for _, _, count in saved],
-                ),
-            ).fetchall()
-            if len(rows) != len(ids):
-                missing = sorted(set(ids) - {str(row[0]) for row in rows})
-                raise NotFound(f"profile {missing[0]} does not exist")
-        if self._events:
-            events, self._events = self._events, []
-            columns = [list(column) for column in zip(*events, strict=True)]
-            inserted = self._run(_RECORD_MANY, columns)
-            if len(inserted.fetchall()) != len(events):
-                # Another transaction applied one of them since `expect_events` looked.
-                raise Unavailable("an event of this batch was applied concurrently; retry")
-        if self._segments:
-            segments, self._segments = self._segments, []
-            self._lock_change_log()
-            try:
-                self._cursor.executemany(_SET_SEGMENT, segments)
-            except psycopg.DataError as error:
-                raise _unstorable(error) from error
-
-    def find_many(self, identities: Sequence[Identity]) -> dict[Identity, str]:
-        owners = self._owners
-        unknown = [identity for identity in dict.fromkeys(identities) if identity not in owners]
-        for start in range(0, len(unknown), _FIND_CHUNK):
-            chunk = unknown[start : start + _FIND_CHUNK]
-            values = [part for identity in chunk for part in (identity.kind, identity.value)]
-            for kind, value, profile_id in self._run(_find_many_sql(len(chunk)), values):
-                owners[Identity(kind, value)] = profile_id
-        for identity in unknown:
-            owners.setdefault(identity, None)
-        found: dict[Identity, str] = {}
-        for identity in identities:
-            owner = owners[identity]
-            if owner is not None:
-                found[identity] = owner
-        return found
-
-    def load(self, profile_id: str) -> Profile | None:
-        self.flush()
-        row = self._run(
-            "SELECT * FROM profile_for_update(%s)", (profile_id,), binary=True
-        ).fetchone()
-        if row is None:
-            if profile_id in self._owners.values():
-                # The graph said it exists in this transaction: another one merged it away.
-                raise Unavailable(f"profile {profile_id} was merged concurrently; retry")
-            return None
-        return profile_from_row(profile_id, *row)
-
-    def create(self, profile: Profile) -> None:
-        self._check_open()
-        if profile.profile_id in self._creates:
-            raise TouchpointError(f"profile {profile.profile_id} already exists")
-        state = orjson.dumps(profile.state())
-        self._creates[profile.profile_id] = (state, profile.version, profile.created_at)
-
-    def save(self, profile: Profile) -> None:
-        self._check_open()
-        pending = self._saves.get(profile.profile_id)
-        count = 1 if pending is None else pending[2] + 1
-        self._saves[profile.profile_id] = (
-            orjson.dumps(profile.state()),
-            profile.created_at,
-            count,
-        )
-        profile.version += 1
-
-    def link(self, profile_id: str, identity: Identity, *, message_id: str, at: str) -> None:
-        params = {
-            "kind": identity.kind,
-            "value": identity.value,
-            "profile_id": profile_id,
-            "message_id": message_id,
-            "at": at,
-        }
-        row = self._run(_LINK, params).fetchone()
-        if row is None:
-            # The insert conflicted with a row committed after this statement began.
-            raise Unavailable(f"identity {identity.kind} was linked concurrently; retry")
-        owner, inserted = str(row[0]), bool(row[1])
-        seen_unknown = identity in self._owners and self._owners[identity] is None
-        self._owners[identity] = owner
-        if inserted or owner == profile_id:
-            return
-        if seen_unknown:
-            raise Unavailable(f"identity {identity.kind} was linked concurrently; retry")
-        # Moving an identity between profiles is a merge, never a silent re-link.
-        raise TouchpointError(f"identity {identity.kind} is already linked to another profile")
-
-    def merge(
-        self, survivor_id: str, merged_id: str, *, identity: Identity, message_id: str, at: str
-    ) -> None:
-        if survivor_id == merged_id:
-            raise TouchpointError("a profile cannot be merged into itself")
-        self._check_open()
-        self.flush()
-        postgres_erase.merge(
-            self._cursor,
-            survivor_id,
-            merged_id,
-            identity=identity,
-            message_id=message_id,
-            at=at,
-            lock_change_log=self._lock_change_log,
-        )
-        owners = self._owners
-        for known, owner in owners.items():
-            if owner == merged_id:
-                owners[known] = survivor_id
-
-    def _lock_change_log(self) -> None:
-        """Hold the change-log lock until commit, so change ids increase in commit order."""
-        if self._change_log_lock is not None:
-            self._run(_EXCLUSIVE_LOCK, (self._change_log_lock,))
-            self._change_log_lock = None
-
-    def expect_events(self, message_ids: Collection[str]) -> None:
-        """See `ProfileWriter.expect_events`: one query finds which are applied already; the
-        others' rows are buffered by `record_event` and inserted in one statement by
-        `flush`."""
-        unknown = [m for m in dict.fromkeys(message_ids) if m not in self._expected]
-        if not unknown:
-            return
-        rows = self._run("SELECT message_id FROM timeline WHERE message_id = ANY(%s)", (unknown,))
-        self._applied.update(str(row[0]) for row in rows.fetchall())
-        self._expected.update(unknown)
-
-    def record_event(self, profile_id: str, event: TimelineEvent) -> bool:
-        encoded = event.encoded if event.encoded is not None else orjson.dumps(event.event)
-        if event.message_id in self._expected:
-            self._check_open()
-            if event.message_id in self._applied:
-                return False
-            self._applied.add(event.message_id)
-            self._events.append(
-                (event.message_id, profile_id, event.timestamp, event.type, event.name, encoded)
-            )
-            return True
-        cursor = self._run(
-            _RECORD,
-            (
-                event.message_id,
-                profile_id,
-                event.timestamp,
-                event.type,
-                event.name,
-                encoded,
-            ),
-        )
-        return cursor.rowcount > 0
-
-    def timeline(self, profile_id: str) -> Iterator[TimelineEvent]:
-        self.flush()
-        rows = self._run(
-            f"SELECT {TIMELINE_COLUMNS} FROM timeline WHERE profile_id = %s "
-            "ORDER BY event_time, seq",
-            (profile_id,),
-            binary=True,
-        ).fetchall()
-        return (timeline_event(row) for row in rows)
-
-    def tombstoned(self, keys: Collection[str]) -> set[str]:
-        """See `ProfileWriter.tombstoned`. The first call holds the erasure lock (shared)
-        until commit, so no erasure commits while this transaction applies events; each key
-        is looked up once per transaction."""
-        if self._erasure_lock is not None:
-            self._run(_SHARED_LOCK, (self._erasure_lock,))
-            self._erasure_lock = None
-        known = self._tombstoned
-        unknown = [key for key in dict.fromkeys(keys) if key not in known]
-        if unknown:
-            rows = self._run("SELECT key FROM tombstones WHERE key = ANY(%s)", (unknown,))
-            found = {str(row[0]) for row in rows.fetchall()}
-            for key in unknown:
-                known[key] = key in found
-        return {key for key in keys if known[key]}
-
-    def set_segment(self, profile_id: str, segment: str, *, member: bool, at: str) -> None:
-        self._check_open()
-        values = {"segment": segment, "profile_id": profile_id, "member": member, "at": at}
-        self._segments.append(values)
-
 
 class PostgresProfileStore(ProfileStore):
     """Profiles, identity graph, timelines and segments in PostgreSQL (server mode).
@@ -510,7 +168,7 @@ class PostgresProfileStore(ProfileStore):
         if self._closed:
             raise TouchpointError("the profile store is closed")
         with self._postgres.transaction(STORE) as connection:
-            writer = _PostgresWriter(connection, self._erasure_lock, self._change_log_lock)
+            writer = PostgresWriter(connection, self._erasure_lock, self._change_log_lock)
             try:
                 yield writer
                 writer.flush()
@@ -520,7 +178,7 @@ class PostgresProfileStore(ProfileStore):
     def find(self, identity: Identity) -> str | None:
         if not storable(identity.kind, identity.value):
             return None
-        rows = self._query(_FIND, (identity.kind, identity.value))
+        rows = self._query(FIND_SQL, (identity.kind, identity.value))
         return str(rows[0][0]) if rows else None
 
     def get(self, profile_id: str) -> Profile | None:
@@ -610,7 +268,7 @@ class PostgresProfileStore(ProfileStore):
         if self._closed:
             raise TouchpointError("the profile store is closed")
         with self._postgres.transaction(STORE) as connection:
-            connection.execute(_EXCLUSIVE_LOCK, (self._erasure_lock,))
+            connection.execute(EXCLUSIVE_LOCK, (self._erasure_lock,))
             return postgres_erase.erase_person(
                 connection,
                 profile_id,
