@@ -62,6 +62,12 @@ class Workspace:
     leases: Leases | None = None
 
     @property
+    def local_stores(self) -> bool:
+        """Whether every store a request reads is an embedded file (no PostgreSQL, no Redis):
+        routes then read inline on the event loop rather than on the threadpool."""
+        return self.services.postgres is None and self.services.redis is None
+
+    @property
     def resolver(self) -> IdentityResolver:
         return self.processor.resolver
 

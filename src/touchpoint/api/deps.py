@@ -10,9 +10,11 @@ from __future__ import annotations
 import base64
 import binascii
 import secrets
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from touchpoint.core.config import SourceConfig
 from touchpoint.core.errors import Forbidden, Unauthorized
@@ -25,6 +27,17 @@ async def get_workspace(request: Request) -> Workspace:
 
 
 WorkspaceDep = Annotated[Workspace, Depends(get_workspace)]
+
+T = TypeVar("T")
+
+
+async def read_stores(workspace: Workspace, work: Callable[[], T]) -> T:
+    """Run a hot-path read (`work`) where it costs least: on the event loop when the stores
+    are local files (a few indexed reads take less than a thread hop), on the threadpool
+    when they are servers (a round trip must not stall every other request on the loop)."""
+    if workspace.local_stores:
+        return work()
+    return await run_in_threadpool(work)
 
 
 def basic_user(request: Request) -> str | None:

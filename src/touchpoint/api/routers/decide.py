@@ -30,7 +30,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from touchpoint.api.deps import AdminKey, WorkspaceDep, basic_user
+from touchpoint.api.deps import AdminKey, WorkspaceDep, basic_user, read_stores
 from touchpoint.api.responses import OrjsonResponse
 from touchpoint.api.routers.collect import parse_json, read_body
 from touchpoint.core.errors import BadRequest, Forbidden, InvalidInput, Unauthorized
@@ -133,7 +133,8 @@ async def decide(request: Request) -> OrjsonResponse:
     authorize_decide(request, workspace)
     raw = await read_body(request, MAX_BODY_BYTES)
     decider = workspace.decider
-    decision = decider.decide(parse_decide_body(parse_json(raw), decider.identity_kinds))
+    parsed = parse_decide_body(parse_json(raw), decider.identity_kinds)
+    decision = await read_stores(workspace, lambda: decider.decide(parsed))
     return OrjsonResponse(decision.to_dict())
 
 

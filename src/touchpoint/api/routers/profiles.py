@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
-from touchpoint.api.deps import AdminKey, WorkspaceDep
+from touchpoint.api.deps import AdminKey, WorkspaceDep, read_stores
 from touchpoint.core.clock import utcnow
 from touchpoint.core.errors import NotFound
 from touchpoint.profiles.view import profile_document
@@ -45,8 +45,9 @@ def _lookup(workspace: Workspace, kind: str, value: str) -> dict[str, Any]:
 @router.get("/v1/profiles/{kind}/{value}", summary="The merged profile of an identifier")
 async def get_profile(kind: str, value: str, workspace: WorkspaceDep) -> dict[str, Any]:
     # A few indexed point reads on a local file (WAL: never blocked by the writer) take
-    # less time than handing the request to a worker thread and back, so they run here.
-    return _lookup(workspace, kind, value)
+    # less time than handing the request to a worker thread and back, so they run inline;
+    # on server stores, on the threadpool.
+    return await read_stores(workspace, lambda: _lookup(workspace, kind, value))
 
 
 @router.get("/v1/profiles/{kind}/{value}/events", summary="The profile's timeline, newest first")
