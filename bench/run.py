@@ -28,6 +28,7 @@ logger = logging.getLogger("bench")
 BENCHMARKS: dict[str, str] = {
     "ingest": "bench.ingest",
     "decide": "bench.decide",
+    "server": "bench.server",
 }
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
