@@ -173,6 +173,21 @@ def test_record_event_is_idempotent_across_profiles(store: ProfileStore) -> None
     assert store.events("p2").items == []
 
 
+def test_load_many_loads_those_that_exist_with_identities_and_segments(store: ProfileStore) -> None:
+    ada, bob = Identity("user_id", "ada"), Identity("user_id", "bob")
+    _create(store, "p1", T0, ada)
+    _create(store, "p2", T0, bob)
+    with store.transaction() as writer:
+        writer.set_segment("p2", "vip", member=True, at=T1)
+    with store.transaction() as writer:
+        loaded = writer.load_many(["p2", "missing", "p1", "p2"])
+        assert sorted(loaded) == ["p1", "p2"]
+        assert loaded["p1"].identities == [ada]
+        assert loaded["p2"].segments == {"vip": T1}
+        assert loaded["p2"] == writer.load("p2")
+        assert writer.load_many([]) == {}
+
+
 def test_expected_events_answer_as_if_each_was_written_at_once(store: ProfileStore) -> None:
     _create(store, "p1", T0)
     _create(store, "p2", T0)

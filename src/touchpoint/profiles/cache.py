@@ -145,6 +145,9 @@ class _TrackingWriter(ProfileWriter):
         self._touched.update((_profile(survivor_id), _profile(merged_id), _identity(identity)))
         self._inner.merge(survivor_id, merged_id, identity=identity, message_id=message_id, at=at)
 
+    def load_many(self, profile_ids: Collection[str]) -> dict[str, Profile]:
+        return self._inner.load_many(profile_ids)
+
     def expect_events(self, message_ids: Collection[str]) -> None:
         self._inner.expect_events(message_ids)
 

@@ -124,7 +124,31 @@ BEGIN
 END
 $$;
 """
-MIGRATIONS: list[Migration] = [Migration("profiles", 1, _SCHEMA)]
+# The same for many profiles at once, locked in id order (so two batches cannot deadlock
+# on each other's rows through this function).
+_LOAD_MANY = """
+CREATE FUNCTION profiles_for_update(wanted text[])
+RETURNS TABLE (found_id text, found_state bytea, found_version bigint,
+               found_identities text, found_segments text)
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    PERFORM 1 FROM profiles AS p WHERE p.profile_id = ANY(wanted)
+        ORDER BY p.profile_id FOR UPDATE;
+    RETURN QUERY
+    SELECT p.profile_id::text, p.state, p.version,
+        (SELECT json_agg(json_build_array(i.kind, i.value)
+                         ORDER BY i.linked_at, i.kind, i.value)::text
+         FROM identities AS i WHERE i.profile_id = p.profile_id),
+        (SELECT json_object_agg(m.segment, m.entered_at ORDER BY m.segment)::text
+         FROM segment_memberships AS m WHERE m.profile_id = p.profile_id)
+    FROM profiles AS p WHERE p.profile_id = ANY(wanted);
+END
+$$;
+"""
+MIGRATIONS: list[Migration] = [
+    Migration("profiles", 1, _SCHEMA),
+    Migration("profiles", 2, _LOAD_MANY),
+]
 
 
 class PostgresProfileStore(ProfileStore):

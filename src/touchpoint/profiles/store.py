@@ -79,6 +79,16 @@ class ProfileWriter(abc.ABC):
     def load(self, profile_id: str) -> Profile | None:
         """The profile with its identities and segment memberships."""
 
+    def load_many(self, profile_ids: Collection[str]) -> dict[str, Profile]:
+        """`load` of several profiles at once (those that exist). A backend where every call
+        is a network round trip does it in one; the default loads them one by one."""
+        found = {}
+        for profile_id in profile_ids:
+            profile = self.load(profile_id)
+            if profile is not None:
+                found[profile_id] = profile
+        return found
+
     @abc.abstractmethod
     def create(self, profile: Profile) -> None:
         """Insert a new profile (its identities are linked separately)."""

@@ -292,6 +292,7 @@ class StreamProcessor:
             writer.expect_events(
                 [item.event.get("messageId") or item.entry.message_id for item in decoded]
             )
+            self._prefetch(batch, decoded)
             for item in decoded:
                 self._apply_entry(batch, item)
             self._finish(batch)
@@ -322,6 +323,19 @@ class StreamProcessor:
         keys = {self._tomb(identity) for item in decoded for identity in item.identities}
         keys.update(self._tomb(identity) for item in decoded for identity in item.previous)
         return writer.tombstoned(keys) if keys else set()
+
+    def _prefetch(self, batch: _Batch, decoded: Sequence[_Decoded]) -> None:
+        """Resolve the batch's identities to the profiles they already belong to and load
+        those at once (one round trip on a server store instead of one per person)."""
+        identities = [
+            identity
+            for item in decoded
+            if not self._erased(batch, item)
+            for identity in (*item.identities, *item.previous)
+        ]
+        if identities:
+            owners = set(batch.writer.find_many(identities).values())
+            batch.profiles.update(batch.writer.load_many(owners - batch.profiles.keys()))
 
     def _erased(self, batch: _Batch, item: _Decoded) -> bool:
         if not batch.tombstoned:
