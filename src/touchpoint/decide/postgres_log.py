@@ -15,10 +15,8 @@ storage order, the tie-break of `list` and its cursor.
 
 from __future__ import annotations
 
-import base64
 import builtins
 import logging
-import operator
 from collections.abc import Callable, Collection, Sequence
 from typing import Any, TypeVar
 
@@ -34,6 +32,17 @@ from touchpoint.decide.log import (
     DecisionRecord,
     ErasedDecisions,
     Outcome,
+)
+from touchpoint.decide.log_rows import (
+    DECISION_COLUMNS,
+    DECISION_FIELDS,
+    OUTCOME_COLUMNS,
+    decision_fields,
+    decision_from_row,
+    decode_cursor,
+    encode_cursor,
+    outcome_fields,
+    outcome_from_row,
 )
 from touchpoint.profiles.store import Page
 
@@ -73,20 +82,7 @@ CREATE INDEX outcomes_profile ON outcomes (profile_id) WHERE profile_id IS NOT N
     )
 ]
 
-# Columns in the records' field order, so a row converts positionally; `context` is last.
-_DECISION_FIELDS = (
-    "decision_id", "placement", "content_id", "profile_id", "subject", "policy",
-    "definitions_version", "reason", "propensity", "at", "experiment", "arm",
-)  # fmt: skip
-_OUTCOME_FIELDS = (
-    "message_id", "decision_id", "placement", "content_id", "kind", "event", "profile_id", "at",
-    "value",
-)  # fmt: skip
-_SUBJECT = _DECISION_FIELDS.index("subject")
-_decision_fields = operator.attrgetter(*_DECISION_FIELDS)
-_outcome_fields = operator.attrgetter(*_OUTCOME_FIELDS)
-_DECISION_COLUMNS = ", ".join((*_DECISION_FIELDS, "context"))
-_OUTCOME_COLUMNS = ", ".join(_OUTCOME_FIELDS)
+_SUBJECT = DECISION_FIELDS.index("subject")
 _DECISION_ROW = f"({', '.join(['%s'] * 13)})"
 _OUTCOME_ROW = f"({', '.join(['%s'] * 9)})"
 # A person: any of their profile ids (%(profiles)s) or subjects (%(subjects)s).
@@ -135,7 +131,7 @@ def _texts(values: Collection[str]) -> builtins.list[str]:
 
 
 def _decision_row(record: DecisionRecord) -> builtins.list[Any]:
-    row: builtins.list[Any] = [*_decision_fields(record), orjson.dumps(record.context)]
+    row: builtins.list[Any] = [*decision_fields(record), orjson.dumps(record.context)]
     row[_SUBJECT] = postgres_text(row[_SUBJECT])
     return row
 
@@ -143,40 +139,8 @@ def _decision_row(record: DecisionRecord) -> builtins.list[Any]:
 def _outcome_row(outcome: Outcome) -> builtins.list[Any]:
     return [
         postgres_text(value) if isinstance(value, str) else value
-        for value in _outcome_fields(outcome)
+        for value in outcome_fields(outcome)
     ]
-
-
-def _decision(row: Sequence[Any]) -> DecisionRecord:
-    fields = builtins.list(row[:13])
-    fields[12] = orjson.loads(fields[12])
-    return DecisionRecord(*fields)
-
-
-def _outcome(row: Sequence[Any]) -> Outcome:
-    return Outcome(*row[:9])
-
-
-def _encode_cursor(at: str, seq: int) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps([at, seq])).decode("ascii")
-
-
-def _decode_cursor(cursor: str) -> tuple[str, int]:
-    """A `list` cursor's place (time, storage order); anything else is `InvalidInput`."""
-    try:
-        parts = orjson.loads(base64.urlsafe_b64decode(cursor.encode("ascii")))
-    except (ValueError, UnicodeError):
-        parts = None
-    if (
-        not isinstance(parts, builtins.list)
-        or len(parts) != 2
-        or not isinstance(parts[0], str)
-        or not isinstance(parts[1], int)
-        or isinstance(parts[1], bool)
-        or not 0 <= parts[1] <= _MAX_BIGINT
-    ):
-        raise InvalidInput("not a cursor from this list", details={"field": "cursor"})
-    return parts[0], parts[1]
 
 
 class PostgresDecisionLog(DecisionLog):
@@ -216,7 +180,7 @@ class PostgresDecisionLog(DecisionLog):
         rows = [_decision_row(record) for record in decisions]
         if not rows:
             return
-        sql = f"INSERT INTO decisions ({_DECISION_COLUMNS}) VALUES " + ", ".join(
+        sql = f"INSERT INTO decisions ({DECISION_COLUMNS}) VALUES " + ", ".join(
             [_DECISION_ROW] * len(rows)
         )
         values = [value for row in rows for value in row]
@@ -250,19 +214,19 @@ class PostgresDecisionLog(DecisionLog):
     def get(self, decision_id: str) -> builtins.list[DecisionRecord]:
         """See `DecisionLog.get`; records in the order they were stored."""
         rows = self._read(
-            f"SELECT {_DECISION_COLUMNS} FROM decisions WHERE decision_id = %s ORDER BY seq",
+            f"SELECT {DECISION_COLUMNS} FROM decisions WHERE decision_id = %s ORDER BY seq",
             (postgres_text(decision_id),),
         )
-        return [_decision(row) for row in rows]
+        return [decision_from_row(row) for row in rows]
 
     def outcomes(self, decision_id: str) -> builtins.list[Outcome]:
         """See `DecisionLog.outcomes`."""
         rows = self._read(
-            f"SELECT {_OUTCOME_COLUMNS} FROM outcomes WHERE decision_id = %s "
+            f"SELECT {OUTCOME_COLUMNS} FROM outcomes WHERE decision_id = %s "
             "ORDER BY at, message_id",
             (postgres_text(decision_id),),
         )
-        return [_outcome(row) for row in rows]
+        return [outcome_from_row(row) for row in rows]
 
     def record_outcomes(self, outcomes: Sequence[Outcome]) -> int:
         """See `DecisionLog.record_outcomes`: one `INSERT … ON CONFLICT DO NOTHING` keyed by
@@ -271,7 +235,7 @@ class PostgresDecisionLog(DecisionLog):
         if not rows:
             return 0
         sql = (
-            f"INSERT INTO outcomes ({_OUTCOME_COLUMNS}) VALUES "
+            f"INSERT INTO outcomes ({OUTCOME_COLUMNS}) VALUES "
             + ", ".join([_OUTCOME_ROW] * len(rows))
             + " ON CONFLICT (message_id) DO NOTHING"
         )
@@ -315,18 +279,20 @@ class PostgresDecisionLog(DecisionLog):
         def read(connection: Connection) -> tuple[builtins.list[Any], builtins.list[Any]]:
             connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             decisions = connection.execute(
-                f"SELECT {_DECISION_COLUMNS} FROM decisions WHERE {_PERSON} ORDER BY at, seq",
+                f"SELECT {DECISION_COLUMNS} FROM decisions WHERE {_PERSON} ORDER BY at, seq",
                 person,
             ).fetchall()
             outcomes = connection.execute(
-                f"SELECT {_OUTCOME_COLUMNS} FROM outcomes WHERE {_PERSON_OUTCOMES} "
+                f"SELECT {OUTCOME_COLUMNS} FROM outcomes WHERE {_PERSON_OUTCOMES} "
                 "ORDER BY at, message_id",
                 person,
             ).fetchall()
             return decisions, outcomes
 
         decisions, outcomes = self._postgres.run(STORE, read)
-        return [_decision(row) for row in decisions], [_outcome(row) for row in outcomes]
+        return [decision_from_row(row) for row in decisions], [
+            outcome_from_row(row) for row in outcomes
+        ]
 
     def erase(self, *, profile_ids: Collection[str], subjects: Collection[str]) -> ErasedDecisions:
         """See `DecisionLog.erase`: outcomes first (they are found through the decisions),
@@ -361,18 +327,18 @@ class PostgresDecisionLog(DecisionLog):
             conditions.append("placement = %s")
             values.append(postgres_text(placement))
         if cursor is not None:
-            at, seq = _decode_cursor(cursor)
+            at, seq = decode_cursor(cursor)
             conditions.append("(at, seq) < (%s, %s)")
             values += [postgres_text(at), seq]
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         rows = self._read(
-            f"SELECT {_DECISION_COLUMNS}, seq FROM decisions{where} "
+            f"SELECT {DECISION_COLUMNS}, seq FROM decisions{where} "
             "ORDER BY at DESC, seq DESC LIMIT %s",
             (*values, limit + 1),
         )
         page = rows[:limit]
-        next_cursor = _encode_cursor(page[-1][9], page[-1][13]) if len(rows) > limit else None
-        return Page(items=[_decision(row) for row in page], next_cursor=next_cursor)
+        next_cursor = encode_cursor(page[-1][9], page[-1][13]) if len(rows) > limit else None
+        return Page(items=[decision_from_row(row) for row in page], next_cursor=next_cursor)
 
     def count(self) -> int:
         """See `DecisionLog.count`."""

@@ -18,10 +18,8 @@ checkpoints run on a background thread, off the request path (see
 
 from __future__ import annotations
 
-import base64
 import builtins
 import logging
-import operator
 import sqlite3
 import threading
 from collections.abc import Collection, Iterator, Sequence
@@ -39,6 +37,16 @@ from touchpoint.decide.log import (
     DecisionRecord,
     ErasedDecisions,
     Outcome,
+)
+from touchpoint.decide.log_rows import (
+    DECISION_COLUMNS,
+    OUTCOME_COLUMNS,
+    decision_fields,
+    decision_from_row,
+    decode_cursor,
+    encode_cursor,
+    outcome_fields,
+    outcome_from_row,
 )
 from touchpoint.profiles.store import Page
 
@@ -68,22 +76,9 @@ CREATE TABLE IF NOT EXISTS outcomes (
 CREATE INDEX IF NOT EXISTS outcomes_decision ON outcomes (decision_id, at);
 CREATE INDEX IF NOT EXISTS outcomes_profile ON outcomes (profile_id) WHERE profile_id IS NOT NULL;
 """
-# Columns in the records' field order, so a row converts positionally; `context` is last.
-_DECISION_FIELDS = (
-    "decision_id", "placement", "content_id", "profile_id", "subject", "policy",
-    "definitions_version", "reason", "propensity", "at", "experiment", "arm",
-)  # fmt: skip
-_OUTCOME_FIELDS = (
-    "message_id", "decision_id", "placement", "content_id", "kind", "event", "profile_id", "at",
-    "value",
-)  # fmt: skip
-_decision_fields = operator.attrgetter(*_DECISION_FIELDS)
-_outcome_row = operator.attrgetter(*_OUTCOME_FIELDS)
-_DECISION_COLUMNS = ", ".join((*_DECISION_FIELDS, "context"))
-_OUTCOME_COLUMNS = ", ".join(_OUTCOME_FIELDS)
-_INSERT_DECISION = f"INSERT INTO decisions ({_DECISION_COLUMNS}) VALUES ({', '.join('?' * 13)})"
+_INSERT_DECISION = f"INSERT INTO decisions ({DECISION_COLUMNS}) VALUES ({', '.join('?' * 13)})"
 _INSERT_OUTCOME = (
-    f"INSERT OR IGNORE INTO outcomes ({_OUTCOME_COLUMNS}) VALUES ({', '.join('?' * 9)})"
+    f"INSERT OR IGNORE INTO outcomes ({OUTCOME_COLUMNS}) VALUES ({', '.join('?' * 9)})"
 )
 # A person's decisions: by any of their profile ids or any of their subjects. The lists are
 # passed as JSON arrays, so a person with many identities needs no statement of their own.
@@ -127,36 +122,7 @@ def _json_list(values: Collection[str]) -> bytes:
 
 
 def _decision_row(record: DecisionRecord) -> tuple[Any, ...]:
-    return (*_decision_fields(record), orjson.dumps(record.context))
-
-
-def _decision(row: Sequence[Any]) -> DecisionRecord:
-    fields = builtins.list(row[:13])
-    fields[12] = orjson.loads(fields[12])
-    return DecisionRecord(*fields)
-
-
-def _outcome(row: Sequence[Any]) -> Outcome:
-    return Outcome(*row[:9])
-
-
-def _encode_cursor(at: str, rowid: int) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps([at, rowid])).decode("ascii")
-
-
-def _decode_cursor(cursor: str) -> tuple[str, int]:
-    try:
-        parts = orjson.loads(base64.urlsafe_b64decode(cursor.encode("ascii")))
-    except (ValueError, UnicodeError):
-        parts = None
-    if (
-        not isinstance(parts, list)
-        or len(parts) != 2
-        or not isinstance(parts[0], str)
-        or not isinstance(parts[1], int)
-    ):
-        raise InvalidInput("not a cursor from this list", details={"field": "cursor"})
-    return parts[0], parts[1]
+    return (*decision_fields(record), orjson.dumps(record.context))
 
 
 class SqliteDecisionLog(DecisionLog):
@@ -306,23 +272,22 @@ class SqliteDecisionLog(DecisionLog):
     def get(self, decision_id: str) -> builtins.list[DecisionRecord]:
         """See `DecisionLog.get`; records in the order they were stored."""
         rows = self._read(
-            f"SELECT {_DECISION_COLUMNS} FROM decisions WHERE decision_id = ? ORDER BY rowid",
+            f"SELECT {DECISION_COLUMNS} FROM decisions WHERE decision_id = ? ORDER BY rowid",
             (decision_id,),
         )
-        return [_decision(row) for row in rows]
+        return [decision_from_row(row) for row in rows]
 
     def outcomes(self, decision_id: str) -> builtins.list[Outcome]:
         """See `DecisionLog.outcomes`."""
         rows = self._read(
-            f"SELECT {_OUTCOME_COLUMNS} FROM outcomes WHERE decision_id = ? "
-            "ORDER BY at, message_id",
+            f"SELECT {OUTCOME_COLUMNS} FROM outcomes WHERE decision_id = ? ORDER BY at, message_id",
             (decision_id,),
         )
-        return [_outcome(row) for row in rows]
+        return [outcome_from_row(row) for row in rows]
 
     def record_outcomes(self, outcomes: Sequence[Outcome]) -> int:
         """See `DecisionLog.record_outcomes`: `INSERT OR IGNORE` keyed by message id."""
-        rows = [_outcome_row(item) for item in outcomes]
+        rows = [outcome_fields(item) for item in outcomes]
         if not rows:
             return 0
         with self._transaction() as connection:
@@ -380,16 +345,18 @@ class SqliteDecisionLog(DecisionLog):
         person = (_json_list(profile_ids), _json_list(subjects))
         with self._snapshot() as db:
             decisions = db.execute(
-                f"SELECT {_DECISION_COLUMNS} FROM decisions WHERE rowid IN ({_PERSON_DECISIONS}) "
+                f"SELECT {DECISION_COLUMNS} FROM decisions WHERE rowid IN ({_PERSON_DECISIONS}) "
                 "ORDER BY at, rowid",
                 person,
             ).fetchall()
             outcomes = db.execute(
-                f"SELECT {_OUTCOME_COLUMNS} FROM outcomes "
+                f"SELECT {OUTCOME_COLUMNS} FROM outcomes "
                 f"WHERE message_id IN ({_PERSON_OUTCOMES}) ORDER BY at, message_id",
                 person,
             ).fetchall()
-        return [_decision(row) for row in decisions], [_outcome(row) for row in outcomes]
+        return [decision_from_row(row) for row in decisions], [
+            outcome_from_row(row) for row in outcomes
+        ]
 
     def erase(self, *, profile_ids: Collection[str], subjects: Collection[str]) -> ErasedDecisions:
         """See `DecisionLog.erase`: outcomes first (they are found through the decisions),
@@ -419,19 +386,19 @@ class SqliteDecisionLog(DecisionLog):
             conditions.append("placement = ?")
             values.append(placement)
         if cursor is not None:
-            at, rowid = _decode_cursor(cursor)
+            at, rowid = decode_cursor(cursor)
             # `at <= ?` bounds the index range; the rest skips what the last page returned.
             conditions.append("at <= ? AND (at < ? OR rowid < ?)")
             values += [at, at, rowid]
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         rows = self._read(
-            f"SELECT {_DECISION_COLUMNS}, rowid FROM decisions{where} "
+            f"SELECT {DECISION_COLUMNS}, rowid FROM decisions{where} "
             "ORDER BY at DESC, rowid DESC LIMIT ?",
             (*values, limit + 1),
         )
         page = rows[:limit]
-        next_cursor = _encode_cursor(page[-1][9], page[-1][13]) if len(rows) > limit else None
-        return Page(items=[_decision(row) for row in page], next_cursor=next_cursor)
+        next_cursor = encode_cursor(page[-1][9], page[-1][13]) if len(rows) > limit else None
+        return Page(items=[decision_from_row(row) for row in page], next_cursor=next_cursor)
 
     def count(self) -> int:
         """See `DecisionLog.count`."""
