@@ -280,11 +280,6 @@ class Backend:
             self.redis_client.close()
 
 
-def _pid(process: WorkerProcess) -> int:
-    assert process.process is not None
-    return process.process.pid
-
-
 def _wait_for_partitions(backend: Backend, workers: list[WorkerProcess], timeout: float) -> float:
     """Seconds until the workers hold every partition, split evenly between them."""
     started = time.perf_counter()
@@ -323,7 +318,7 @@ def _measure(
         logger.info(
             "%s %d: %d worker(s) hold the partitions (%.1f s)", backend.kind, size, workers, joined
         )
-        meter = CpuMeter(backend.cpu_groups(server.pid, [_pid(process) for process in processes]))
+        meter = CpuMeter(backend.cpu_groups(server.pid, [process.pid for process in processes]))
         requests = ingest_requests(port, size, plan.ingest_events, templates, rng)
         logger.info("ingest: %d events", plan.ingest_events)
         ingest = run_async(

@@ -22,109 +22,34 @@ def free_port() -> int:
         return port
 
 
-class ServerProcess:
-    """`touchpoint serve` as a subprocess on a free port, as production runs it."""
+def _touchpoint_command(*args: str) -> list[str]:
+    return [sys.executable, "-c", "from touchpoint.cli.main import main; main()", *args]
 
-    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+
+class _TouchpointProcess:
+    """A `touchpoint` command as a subprocess on a data directory, its output in a log file
+    beside it; stopped with SIGTERM (then SIGKILL) or killed outright."""
+
+    def __init__(self, data_dir: Path, log_name: str, env: dict[str, str] | None) -> None:
         self.data_dir = data_dir
-        self.args = args
         self.env = env or {}
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = data_dir.parent / f"server-{self.port}.log"
+        self.log_path = data_dir.parent / log_name
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 60.0) -> ServerProcess:
-        command = _touchpoint_command(
-            "serve",
-            "--data-dir",
-            str(self.data_dir),
-            "--port",
-            str(self.port),
-            "--log-format",
-            "text",
-            "--log-level",
-            "warning",
-            *self.args,
-        )
+    def _spawn(self, *args: str) -> None:
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(  # noqa: S603 - our own command line
-                command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}
+                _touchpoint_command(*args),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **self.env},
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"the server exited with {self.process.returncode}; see {self.log_path}:\n"
-                    + self.log_tail()
-                )
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"the server did not answer /healthz in {timeout:.0f} s")
 
     @property
     def pid(self) -> int:
         assert self.process is not None
         return self.process.pid
-
-    def log_tail(self, lines: int = 20) -> str:
-        text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        return "\n".join(text.splitlines()[-lines:])
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown hooks, no flush (crash tests)."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-
-def _touchpoint_command(*args: str) -> list[str]:
-    return [sys.executable, "-c", "from touchpoint.cli.main import main; main()", *args]
-
-
-class WorkerProcess:
-    """`touchpoint worker` as a subprocess: one member of the workspace's processor group."""
-
-    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
-        self.data_dir = data_dir
-        self.args = args
-        self.env = env or {}
-        self.log_path = data_dir.parent / f"worker-{id(self):x}.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> WorkerProcess:
-        command = _touchpoint_command(
-            "worker",
-            "--data-dir",
-            str(self.data_dir),
-            "--log-format",
-            "text",
-            "--log-level",
-            "info",
-            *self.args,
-        )
-        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(  # noqa: S603 - our own command line
-                command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}
-            )
-        return self
 
     @property
     def alive(self) -> bool:
@@ -145,10 +70,71 @@ class WorkerProcess:
             self.process.wait(10)
 
     def kill(self) -> None:
-        """SIGKILL: no shutdown hooks, no leave (its leases must expire)."""
+        """SIGKILL: no shutdown hooks, no flush, no leaving the group (crash tests)."""
         assert self.process is not None
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(10)
+
+
+class ServerProcess(_TouchpointProcess):
+    """`touchpoint serve` as a subprocess on a free port, as production runs it."""
+
+    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        super().__init__(data_dir, f"server-{self.port}.log", env)
+        self.args = args
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> ServerProcess:
+        self._spawn(
+            "serve",
+            "--data-dir",
+            str(self.data_dir),
+            "--port",
+            str(self.port),
+            "--log-format",
+            "text",
+            "--log-level",
+            "warning",
+            *self.args,
+        )
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"the server exited with {self.process.returncode}; see {self.log_path}:\n"
+                    + self.log_tail()
+                )
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"the server did not answer /healthz in {timeout:.0f} s")
+
+
+class WorkerProcess(_TouchpointProcess):
+    """`touchpoint worker` as a subprocess: one member of the workspace's processor group."""
+
+    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        super().__init__(data_dir, f"worker-{id(self):x}.log", env)
+        self.args = args
+
+    def start(self) -> WorkerProcess:
+        self._spawn(
+            "worker",
+            "--data-dir",
+            str(self.data_dir),
+            "--log-format",
+            "text",
+            "--log-level",
+            "info",
+            *self.args,
+        )
+        return self
 
 
 class RedisServer:
