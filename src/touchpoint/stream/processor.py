@@ -22,7 +22,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,6 +38,7 @@ from touchpoint.profiles.model import Identity, Profile
 from touchpoint.profiles.store import ProfileStore, ProfileWriter, TimelineEvent
 from touchpoint.profiles.view import profile_document
 from touchpoint.segments.realtime import SegmentEvaluator
+from touchpoint.stream.batch import Batch, Counts, Decoded, event_name
 from touchpoint.stream.features import FeatureEngine, event_time
 from touchpoint.stream.profile_fields import (
     anonymize_event,
@@ -52,62 +52,6 @@ logger = logging.getLogger(__name__)
 
 _TOMB_MEMO_SIZE = 65_536
 _MAX_BACKOFF = 5.0  # seconds between retries while a store or the log is down
-
-
-@dataclass(slots=True)
-class _Counts:
-    processed: int = 0
-    skipped_no_identity: int = 0
-    duplicates: int = 0
-    merges: int = 0
-    segment_changes: int = 0
-    erased_dropped: int = 0
-    consent_suppressed: int = 0
-
-
-@dataclass(slots=True)
-class _Decoded:
-    """A log entry decoded, with the identities it carries (extracted once per batch)."""
-
-    entry: LogEntry
-    event: dict[str, Any]
-    identities: list[Identity]
-    previous: list[Identity]
-
-
-@dataclass(slots=True)
-class _Batch:
-    """One transaction's working set: loaded profiles and what must happen to them at the end."""
-
-    writer: ProfileWriter
-    profiles: dict[str, Profile] = field(default_factory=dict)
-    dirty: dict[str, None] = field(default_factory=dict)  # insertion-ordered set
-    recompute_features: set[str] = field(default_factory=set)
-    recompute_all: set[str] = field(default_factory=set)
-    counts: _Counts = field(default_factory=_Counts)
-    # Identities (as an event carries them) -> the profile that holds all of them. Only a
-    # merge moves an identity to another profile, so a merge empties it.
-    resolved: dict[tuple[Identity, ...], str] = field(default_factory=dict)
-    tombstoned: set[str] = field(default_factory=set)
-    # What happens after the transaction commits: log clean-up, then the sinks.
-    applied: list[AppliedEvent] = field(default_factory=list)
-    erase_messages: list[str] = field(default_factory=list)
-    rewrites: list[LogRewrite] = field(default_factory=list)
-
-    def profile(self, profile_id: str) -> Profile:
-        profile = self.profiles.get(profile_id)
-        if profile is None:
-            profile = self.writer.load(profile_id)
-            if profile is None:
-                raise LookupError(f"profile {profile_id} vanished inside its transaction")
-            self.profiles[profile_id] = profile
-        return profile
-
-
-def _event_name(event: Mapping[str, Any]) -> str | None:
-    key = "event" if event.get("type") == "track" else "name"
-    name = event.get(key)
-    return name if isinstance(name, str) else None
 
 
 class StreamProcessor:
@@ -273,7 +217,7 @@ class StreamProcessor:
                 exc_info=logger.isEnabledFor(logging.DEBUG),
             )
 
-    def _add(self, counts: _Counts) -> None:
+    def _add(self, counts: Counts) -> None:
         self.processed += counts.processed
         self.skipped_no_identity += counts.skipped_no_identity
         self.duplicates += counts.duplicates
@@ -282,12 +226,12 @@ class StreamProcessor:
         self.erased_dropped += counts.erased_dropped
         self.consent_suppressed += counts.consent_suppressed
 
-    def _apply_batch(self, entries: Iterable[LogEntry]) -> _Counts:
+    def _apply_batch(self, entries: Iterable[LogEntry]) -> Counts:
         """Apply entries in one transaction, then clean the log and feed the sinks; the counts
         are only valid if all of that succeeded."""
         decoded = [self._decode(entry) for entry in entries]
         with self.store.transaction() as writer:
-            batch = _Batch(writer)
+            batch = Batch(writer)
             batch.tombstoned = self._find_tombstoned(writer, decoded)
             writer.expect_events(
                 [item.event.get("messageId") or item.entry.message_id for item in decoded]
@@ -299,11 +243,11 @@ class StreamProcessor:
         self._after_commit(batch)
         return batch.counts
 
-    def _decode(self, entry: LogEntry) -> _Decoded:
+    def _decode(self, entry: LogEntry) -> Decoded:
         event = orjson.loads(entry.payload)
         if not isinstance(event, dict):
             raise ValueError("a stored event must be a JSON object")
-        return _Decoded(
+        return Decoded(
             entry, event, self.resolver.extract(event), self.resolver.previous_identities(event)
         )
 
@@ -316,7 +260,7 @@ class StreamProcessor:
             key = self._tomb_memo[identity] = self._tombstone_key(identity)
         return key
 
-    def _find_tombstoned(self, writer: ProfileWriter, decoded: Sequence[_Decoded]) -> set[str]:
+    def _find_tombstoned(self, writer: ProfileWriter, decoded: Sequence[Decoded]) -> set[str]:
         """The tombstone keys among the batch's identities: one query per batch."""
         if self._tombstone_key is None:
             return set()
@@ -324,7 +268,7 @@ class StreamProcessor:
         keys.update(self._tomb(identity) for item in decoded for identity in item.previous)
         return writer.tombstoned(keys) if keys else set()
 
-    def _prefetch(self, batch: _Batch, decoded: Sequence[_Decoded]) -> None:
+    def _prefetch(self, batch: Batch, decoded: Sequence[Decoded]) -> None:
         """Resolve the batch's identities to the profiles they already belong to and load
         those at once (one round trip on a server store instead of one per person)."""
         identities = [
@@ -337,7 +281,7 @@ class StreamProcessor:
             owners = set(batch.writer.find_many(identities).values())
             batch.profiles.update(batch.writer.load_many(owners - batch.profiles.keys()))
 
-    def _erased(self, batch: _Batch, item: _Decoded) -> bool:
+    def _erased(self, batch: Batch, item: Decoded) -> bool:
         if not batch.tombstoned:
             return False
         return any(
@@ -345,7 +289,7 @@ class StreamProcessor:
             for identity in (*item.identities, *item.previous)
         )
 
-    def _after_commit(self, batch: _Batch) -> None:
+    def _after_commit(self, batch: Batch) -> None:
         """Rewrite or erase what the gates said must not stay in the log, then hand the batch
         to the sinks. A sink that cannot write now (`Unavailable`) makes the whole batch come
         back later; any other sink failure is logged and counted, not retried."""
@@ -364,7 +308,7 @@ class StreamProcessor:
                 self.sink_failures += 1
                 logger.exception("the %s sink failed on a batch; it is skipped", sink.name)
 
-    def _apply_entry(self, batch: _Batch, item: _Decoded) -> None:
+    def _apply_entry(self, batch: Batch, item: Decoded) -> None:
         entry, event = item.entry, item.event
         identities, previous = item.identities, item.previous
         if not identities and not previous:
@@ -402,7 +346,7 @@ class StreamProcessor:
             message_id=message_id,
             timestamp=moment,
             type=str(event.get("type")),
-            name=_event_name(event),
+            name=event_name(event),
             event=event,
             encoded=encoded,
         )
@@ -438,7 +382,7 @@ class StreamProcessor:
             consent = {**profile.consent, ANALYTICS: update[ANALYTICS]}
         return self.config.consent.allows(consent, ANALYTICS)
 
-    def _opted_in(self, batch: _Batch, item: _Decoded, update: dict[str, bool] | None) -> bool:
+    def _opted_in(self, batch: Batch, item: Decoded, update: dict[str, bool] | None) -> bool:
         """Where analytics is denied by default: whether this event grants it, or a profile
         it would join has granted it. Checked before resolution, so an event of a person who
         never opted in creates nothing."""
@@ -450,7 +394,7 @@ class StreamProcessor:
             for profile_id in set(known.values())
         )
 
-    def _suppress(self, batch: _Batch, item: _Decoded) -> None:
+    def _suppress(self, batch: Batch, item: Decoded) -> None:
         """Keep an event without analytics consent only anonymized, or drop it (config)."""
         batch.counts.consent_suppressed += 1
         entry = item.entry
@@ -464,7 +408,7 @@ class StreamProcessor:
 
     def _resolve(
         self,
-        batch: _Batch,
+        batch: Batch,
         event: Mapping[str, Any],
         key: tuple[Identity, ...] | None,
         message_id: str,
@@ -499,7 +443,7 @@ class StreamProcessor:
             batch.resolved[key] = profile_id
         return profile_id
 
-    def _finish(self, batch: _Batch) -> None:
+    def _finish(self, batch: Batch) -> None:
         """Recompute what must be, re-evaluate segments and save every changed profile."""
         now = self._clock()
         evaluate = bool(self.segments.names)
