@@ -104,6 +104,7 @@ class StreamProcessor:
         self._tombstone_key = tombstone_key
         self.consumer = consumer or member_name()
         self.coordinator: PartitionCoordinator | None = None
+        self._unclaimed = set(self.partitions)
         self._tomb_memo: dict[Identity, str] = {}
         self._analytics_by_default = config.consent.allows({}, ANALYTICS)
         self._hidden_traits = self.resolver.pii_traits
@@ -137,6 +138,12 @@ class StreamProcessor:
         with self._run_lock:
             if self.coordinator is not None:
                 self._rebalance(self.coordinator)
+            elif self._unclaimed:
+                # Alone on its partitions: what an earlier consumer was delivered and did not
+                # commit (it stopped, or was killed) is this one's to process first.
+                for partition in sorted(self._unclaimed):
+                    self.log.claim(self.group, self.consumer, partition)
+                self._unclaimed = set()
             batches: list[list[LogEntry]] = []
             for partition in self.partitions:
                 read = self.log.poll(self.group, self.consumer, partition, max_records)

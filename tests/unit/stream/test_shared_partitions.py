@@ -119,3 +119,15 @@ def test_a_dead_member_s_partitions_and_uncommitted_reads_move_to_the_survivor(
     _drain(first)
     assert first.processor.processed == 200
     assert _revenue(first) == _expected(200)
+
+
+def test_a_lone_processor_first_takes_over_what_an_earlier_consumer_left_uncommitted(
+    pair: tuple[Workspace, Workspace],
+) -> None:
+    first, second = pair
+    _send(first, 0, 100)
+    for partition in range(first.log.partitions):  # a consumer reads, then is killed
+        first.log.poll(first.processor.group, "killed", partition, 1000)
+    _drain(second)
+    assert second.processor.processed == 100
+    assert _revenue(second) == _expected(100)
