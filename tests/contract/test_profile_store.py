@@ -173,6 +173,18 @@ def test_record_event_is_idempotent_across_profiles(store: ProfileStore) -> None
     assert store.events("p2").items == []
 
 
+def test_find_many_answers_a_whole_batch_of_identities(store: ProfileStore) -> None:
+    known = [Identity("user_id", f"u{n}") for n in range(60)]
+    with store.transaction() as writer:
+        for n, identity in enumerate(known):
+            writer.create(Profile(profile_id=f"p{n}", created_at=T0))
+            writer.link(f"p{n}", identity, message_id=f"m{n}", at=T0)
+    unknown = [Identity("anonymous_id", f"a{n}") for n in range(60)]
+    with store.transaction() as writer:
+        found = writer.find_many([*unknown, *known, known[0]])
+    assert found == {identity: f"p{n}" for n, identity in enumerate(known)}
+
+
 def test_load_many_loads_those_that_exist_with_identities_and_segments(store: ProfileStore) -> None:
     ada, bob = Identity("user_id", "ada"), Identity("user_id", "bob")
     _create(store, "p1", T0, ada)

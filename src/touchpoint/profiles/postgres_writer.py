@@ -39,7 +39,11 @@ EXCLUSIVE_LOCK = "SELECT pg_advisory_xact_lock(hashtext(%s))"
 FIND_SQL = "SELECT profile_id FROM identities WHERE kind = %s AND value = %s"
 # Identities asked at once; a row-value list per count is prepared once, and costs half
 # of what the same lookup with two arrays does (psycopg dumps arrays slowly).
-_FIND_CHUNK = 32
+_FIND_CHUNK = 32  # up to this many identities: a row-value IN list; more: an unnest join
+_FIND_JOIN = (
+    "SELECT i.kind, i.value, i.profile_id FROM unnest(%s::text[], %s::text[]) AS w (kind, value) "
+    "JOIN identities AS i ON i.kind = w.kind AND i.value = w.value"
+)
 
 
 @functools.cache
@@ -209,10 +213,15 @@ class PostgresWriter(ProfileWriter):
     def find_many(self, identities: Sequence[Identity]) -> dict[Identity, str]:
         owners = self._owners
         unknown = [identity for identity in dict.fromkeys(identities) if identity not in owners]
-        for start in range(0, len(unknown), _FIND_CHUNK):
-            chunk = unknown[start : start + _FIND_CHUNK]
-            values = [part for identity in chunk for part in (identity.kind, identity.value)]
-            for kind, value, profile_id in self._run(_find_many_sql(len(chunk)), values):
+        if len(unknown) <= _FIND_CHUNK:
+            if unknown:
+                values = [part for identity in unknown for part in (identity.kind, identity.value)]
+                for kind, value, profile_id in self._run(_find_many_sql(len(unknown)), values):
+                    owners[Identity(kind, value)] = profile_id
+        else:  # a whole batch's identities (the processor's prefetch): one join
+            kinds = [identity.kind for identity in unknown]
+            values = [identity.value for identity in unknown]
+            for kind, value, profile_id in self._run(_FIND_JOIN, (kinds, values)):
                 owners[Identity(kind, value)] = profile_id
         for identity in unknown:
             owners.setdefault(identity, None)
