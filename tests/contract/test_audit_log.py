@@ -129,7 +129,7 @@ def test_unknown_ids_are_none(audit: AuditLog) -> None:
     assert audit.get(entry.id + 1) is None
 
 
-@pytest.mark.parametrize("cursor", ["abc", "-3", ""])
+@pytest.mark.parametrize("cursor", ["abc", "-3", "", "9" * 30, "\u0661\u0662"])
 def test_a_bad_cursor_is_invalid_input(audit: AuditLog, cursor: str) -> None:
     with pytest.raises(InvalidInput):
         audit.list(cursor=cursor)

@@ -161,7 +161,7 @@ def test_versions_are_listed_newest_first_with_a_cursor(store: DefinitionStore) 
     assert store.versions(limit=7).next_cursor is None
 
 
-@pytest.mark.parametrize("cursor", ["abc", "-1", "1.5"])
+@pytest.mark.parametrize("cursor", ["abc", "-1", "1.5", "9" * 30, "\u0661\u0662"])
 def test_a_bad_cursor_is_invalid_input(store: DefinitionStore, cursor: str) -> None:
     with pytest.raises(InvalidInput):
         store.versions(cursor=cursor)

@@ -23,11 +23,17 @@ from typing import Any, TypeVar
 
 import psycopg
 
-from touchpoint.collect.pii import identifier_text
-from touchpoint.collect.rejected import MAX_PAGE, NewRejected, RejectedEvent, RejectedStore
+from touchpoint.collect.rejected import (
+    MAX_PAGE,
+    NewRejected,
+    RejectedEvent,
+    RejectedStore,
+    identity_forms,
+    rejected_from_row,
+)
 from touchpoint.core.errors import InvalidInput, Unavailable
 from touchpoint.core.postgres import Migration, Postgres, postgres_text
-from touchpoint.profiles.store import Page
+from touchpoint.profiles.store import Page, parse_id_cursor
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +76,6 @@ SELECT id FROM rejected
 WHERE source = %(source)s AND message_id = %(message_id)s AND reason = %(reason)s
 """
 _EXISTING = "SELECT id FROM rejected WHERE source = %s AND message_id = %s AND reason = %s"
-_TOP_LEVEL_IDS = ("userId", "anonymousId", "previousId")
 
 
 def identity_digest(value: str) -> bytes:
@@ -82,31 +87,9 @@ def identity_digests(event: Any) -> list[bytes]:
     """Digests of every value a stored event can be erased by: the forms (as text, trimmed,
     lower-cased) of its `userId`, `anonymousId`, `previousId` and of each value of its
     `traits` and `context.traits`, exactly the values `rejected.names_any` matches."""
-    if not isinstance(event, dict):
-        return []
-    context = event.get("context")
-    values: list[Any] = [event.get(key) for key in _TOP_LEVEL_IDS]
-    for traits in (
-        event.get("traits"),
-        context.get("traits") if isinstance(context, dict) else None,
-    ):
-        if isinstance(traits, dict):
-            values.extend(traits.values())
-    forms: set[str] = set()
-    for value in values:
-        text = identifier_text(value)
-        if text is not None:
-            forms.update((text, text.strip(), text.strip().lower()))
+    forms = identity_forms(event)
     forms.discard("")
     return sorted(identity_digest(form) for form in forms)
-
-
-def _parse_cursor(cursor: str | None) -> int | None:
-    if cursor is None:
-        return None
-    if not (cursor.isascii() and cursor.isdigit()) or int(cursor) > _MAX_BIGINT:
-        raise InvalidInput("not a cursor from this list", details={"field": "cursor"})
-    return int(cursor)
 
 
 def _where(
@@ -190,21 +173,10 @@ class PostgresRejectedStore(RejectedStore):
         """See `RejectedStore.list`. The cursor is the id of the last event returned."""
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidInput(f"limit must be 1 to {MAX_PAGE}", details={"field": "limit"})
-        where, params = _where(reason, source, before=_parse_cursor(cursor))
+        where, params = _where(reason, source, before=parse_id_cursor(cursor))
         sql = f"SELECT {_COLUMNS} FROM rejected{where} ORDER BY id DESC LIMIT %s"
         rows = self._retried(lambda db: db.execute(sql, (*params, limit + 1)).fetchall())
-        items = [
-            RejectedEvent(
-                id=int(row[0]),
-                source=row[1],
-                message_id=row[2],
-                received_at=row[3],
-                reason=row[4],
-                errors=json.loads(row[5]),
-                event=json.loads(row[6]),
-            )
-            for row in rows[:limit]
-        ]
+        items = [rejected_from_row(row) for row in rows[:limit]]
         next_cursor = str(items[-1].id) if len(rows) > limit else None
         return Page(items=items, next_cursor=next_cursor)
 

@@ -12,7 +12,7 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from touchpoint.collect.pii import identifier_text
 from touchpoint.core.errors import InvalidInput
 from touchpoint.core.sqlite import open_connection, write_transaction
-from touchpoint.profiles.store import Page
+from touchpoint.profiles.store import Page, parse_id_cursor
 
 if TYPE_CHECKING:
     from touchpoint.core.config import StoreConfig
@@ -131,27 +131,57 @@ SELECT id,
         WHEN 'object' THEN json_extract(event, '$.context.traits') END
 FROM rejected WHERE json_valid(event) AND json_type(event) = 'object'
 """
-_TOP_LEVEL_IDS = ("userId", "anonymousId", "previousId")
+TOP_LEVEL_IDS = ("userId", "anonymousId", "previousId")
 
 
-def _variants(value: Any) -> set[str]:
-    """The forms under which a raw identifier may have been stored as an identity: as text,
-    trimmed, and lower-cased (the normalizations an identity kind can apply, short of email
-    and phone, whose kinds are PII and so stored hashed)."""
-    text = identifier_text(value)
-    if text is None:
+def identity_forms(event: Any) -> set[str]:
+    """Every form under which a stored event may name a person: its `userId`,
+    `anonymousId`, `previousId` and each value of its `traits` and `context.traits`, as
+    text, trimmed and lower-cased (the normalizations an identity kind can apply, short of
+    email and phone, whose kinds are PII and so stored hashed)."""
+    if not isinstance(event, dict):
         return set()
-    return {text, text.strip(), text.strip().lower()}
+    context = event.get("context")
+    values: list[Any] = [event.get(key) for key in TOP_LEVEL_IDS]
+    for traits in (
+        event.get("traits"),
+        context.get("traits") if isinstance(context, dict) else None,
+    ):
+        if isinstance(traits, dict):
+            values.extend(traits.values())
+    forms: set[str] = set()
+    for value in values:
+        text = identifier_text(value)
+        if text is not None:
+            forms.update((text, text.strip(), text.strip().lower()))
+    return forms
 
 
-def _names_any(ids: Iterable[Any], trait_objects: Iterable[Any], wanted: frozenset[str]) -> bool:
-    if any(_variants(value) & wanted for value in ids):
-        return True
-    return any(
-        _variants(value) & wanted
-        for traits in trait_objects
-        if isinstance(traits, dict)
-        for value in traits.values()
+def _identifying_forms(row: Sequence[Any]) -> set[str]:
+    """`identity_forms` of an event from the fields `_IDENTIFYING_FIELDS` extracts."""
+    user_id, anonymous_id, previous_id, traits, context_traits = row[1:6]
+    return identity_forms(
+        {
+            "userId": user_id,
+            "anonymousId": anonymous_id,
+            "previousId": previous_id,
+            "traits": None if traits is None else json.loads(traits),
+            "context": {"traits": None if context_traits is None else json.loads(context_traits)},
+        }
+    )
+
+
+def rejected_from_row(row: Sequence[Any]) -> RejectedEvent:
+    """An event from the columns `id, source, message_id, received_at, reason, errors (JSON),
+    event (JSON)`, as every backend stores them."""
+    return RejectedEvent(
+        id=int(row[0]),
+        source=row[1],
+        message_id=row[2],
+        received_at=row[3],
+        reason=row[4],
+        errors=json.loads(row[5]),
+        event=json.loads(row[6]),
     )
 
 
@@ -163,22 +193,7 @@ def names_any(event: Any, values: Collection[str]) -> bool:
     Errs on the side of erasure: a trait value equal to an erased identifier counts, even
     if that trait is not an identity kind, so no rejected event of the person survives.
     """
-    if not isinstance(event, dict):
-        return False
-    context = event.get("context")
-    return _names_any(
-        (event.get(key) for key in _TOP_LEVEL_IDS),
-        (event.get("traits"), context.get("traits") if isinstance(context, dict) else None),
-        frozenset(values),
-    )
-
-
-def _parse_cursor(cursor: str | None) -> int | None:
-    if cursor is None:
-        return None
-    if not cursor.isdigit():
-        raise InvalidInput("not a cursor from this list", details={"field": "cursor"})
-    return int(cursor)
+    return not identity_forms(event).isdisjoint(values)
 
 
 def _where(
@@ -252,25 +267,14 @@ class SqliteRejectedStore(RejectedStore):
         """See `RejectedStore.list`. The cursor is the id of the last event returned."""
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidInput(f"limit must be 1 to {MAX_PAGE}", details={"field": "limit"})
-        where, params = _where(reason, source, before=_parse_cursor(cursor))
+        where, params = _where(reason, source, before=parse_id_cursor(cursor))
         sql = (
             "SELECT id, source, message_id, received_at, reason, errors, event FROM rejected"
             f"{where} ORDER BY id DESC LIMIT ?"
         )
         with self._lock:
             rows = self._connection.execute(sql, (*params, limit + 1)).fetchall()
-        items = [
-            RejectedEvent(
-                id=row[0],
-                source=row[1],
-                message_id=row[2],
-                received_at=row[3],
-                reason=row[4],
-                errors=json.loads(row[5]),
-                event=json.loads(row[6]),
-            )
-            for row in rows[:limit]
-        ]
+        items = [rejected_from_row(row) for row in rows[:limit]]
         next_cursor = str(items[-1].id) if len(rows) > limit else None
         return Page(items=items, next_cursor=next_cursor)
 
@@ -302,13 +306,7 @@ class SqliteRejectedStore(RejectedStore):
             return 0
         with self._transaction() as connection:
             rows = connection.execute(_IDENTIFYING_FIELDS).fetchall()
-            ids = [
-                row[0]
-                for row in rows
-                if _names_any(
-                    row[1:4], (json.loads(text) for text in row[4:6] if text is not None), wanted
-                )
-            ]
+            ids = [row[0] for row in rows if not _identifying_forms(row).isdisjoint(wanted)]
             deleted = 0
             for start in range(0, len(ids), _CHUNK):
                 chunk = ids[start : start + _CHUNK]

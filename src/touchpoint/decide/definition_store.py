@@ -9,9 +9,12 @@ engine polls `latest_version()`, which is cheap, and reloads when it moves, so a
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from touchpoint.core.config import StoreConfig
 from touchpoint.core.definitions import Definitions
@@ -62,6 +65,19 @@ class DefinitionStore(abc.ABC):
 
 
 DEFAULT_DEFINITIONS_FILE = "definitions.sqlite3"
+
+
+def version_from_row(row: Sequence[Any]) -> DefinitionVersion:
+    """A version from the columns `version, digest, definitions (JSON), applied_at, actor,
+    note`, as every backend stores them."""
+    return DefinitionVersion(
+        version=int(row[0]),
+        digest=row[1],
+        definitions=Definitions.model_validate(orjson.loads(row[2])),
+        applied_at=row[3],
+        actor=row[4],
+        note=row[5],
+    )
 
 
 def build_definition_store(

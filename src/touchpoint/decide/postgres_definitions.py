@@ -22,8 +22,8 @@ from touchpoint.core.clock import isoformat, utcnow
 from touchpoint.core.definitions import Definitions
 from touchpoint.core.errors import InvalidInput
 from touchpoint.core.postgres import Migration, Postgres, postgres_text
-from touchpoint.decide.definition_store import DefinitionStore, DefinitionVersion
-from touchpoint.profiles.store import Page
+from touchpoint.decide.definition_store import DefinitionStore, DefinitionVersion, version_from_row
+from touchpoint.profiles.store import Page, parse_id_cursor
 
 logger = logging.getLogger(__name__)
 
@@ -46,25 +46,6 @@ CREATE TABLE definition_versions (
 _COLUMNS = "version, digest, definitions, applied_at, actor, note"
 _SELECT_VERSION = f"SELECT {_COLUMNS} FROM definition_versions WHERE version = %s"
 _MAX_VERSION = "SELECT MAX(version) FROM definition_versions"
-
-
-def _parse_cursor(cursor: str | None) -> int | None:
-    if cursor is None:
-        return None
-    if not (cursor.isascii() and cursor.isdigit()) or int(cursor) > _MAX_INTEGER:
-        raise InvalidInput("not a cursor from this list", details={"field": "cursor"})
-    return int(cursor)
-
-
-def _version_from_row(row: tuple[Any, ...]) -> DefinitionVersion:
-    return DefinitionVersion(
-        version=int(row[0]),
-        digest=row[1],
-        definitions=Definitions.model_validate(orjson.loads(row[2])),
-        applied_at=row[3],
-        actor=row[4],
-        note=row[5],
-    )
 
 
 class PostgresDefinitionStore(DefinitionStore):
@@ -100,13 +81,13 @@ class PostgresDefinitionStore(DefinitionStore):
             return None
         with self._postgres.connection(STORE) as connection:
             row = connection.execute(_SELECT_VERSION, (version,)).fetchone()
-        return None if row is None else _version_from_row(row)
+        return None if row is None else version_from_row(row)
 
     def versions(self, *, cursor: str | None = None, limit: int = 50) -> Page[DefinitionVersion]:
         """See `DefinitionStore.versions`. The cursor is the last version number returned."""
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidInput(f"limit must be 1 to {MAX_PAGE}", details={"field": "limit"})
-        before = _parse_cursor(cursor)
+        before = parse_id_cursor(cursor, _MAX_INTEGER)
         where = "" if before is None else " WHERE version < %s"
         params: tuple[int, ...] = () if before is None else (before,)
         with self._postgres.connection(STORE) as connection:
@@ -114,7 +95,7 @@ class PostgresDefinitionStore(DefinitionStore):
                 f"SELECT {_COLUMNS} FROM definition_versions{where} ORDER BY version DESC LIMIT %s",
                 (*params, limit + 1),
             ).fetchall()
-        items = [_version_from_row(row) for row in rows[:limit]]
+        items = [version_from_row(row) for row in rows[:limit]]
         next_cursor = str(items[-1].version) if len(rows) > limit else None
         return Page(items=items, next_cursor=next_cursor)
 
@@ -171,7 +152,7 @@ class PostgresDefinitionStore(DefinitionStore):
         row = connection.execute(_SELECT_VERSION, (number,)).fetchone()
         if row is None:  # pragma: no cover - versions are never deleted
             return None
-        latest = _version_from_row(row)
+        latest = version_from_row(row)
         with self._lock:
             self._cached = latest
         return latest

@@ -16,7 +16,6 @@ import sqlite3
 import threading
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
 
 import orjson
 
@@ -24,8 +23,8 @@ from touchpoint.core.clock import isoformat, utcnow
 from touchpoint.core.definitions import Definitions
 from touchpoint.core.errors import InvalidInput
 from touchpoint.core.sqlite import open_connection, write_transaction
-from touchpoint.decide.definition_store import DefinitionStore, DefinitionVersion
-from touchpoint.profiles.store import Page
+from touchpoint.decide.definition_store import DefinitionStore, DefinitionVersion, version_from_row
+from touchpoint.profiles.store import Page, parse_id_cursor
 
 logger = logging.getLogger(__name__)
 
@@ -36,14 +35,6 @@ CREATE TABLE IF NOT EXISTS versions (
     applied_at TEXT NOT NULL, actor TEXT NOT NULL, note TEXT NOT NULL DEFAULT '');
 """
 _COLUMNS = "version, digest, definitions, applied_at, actor, note"
-
-
-def _parse_cursor(cursor: str | None) -> int | None:
-    if cursor is None:
-        return None
-    if not cursor.isdigit():
-        raise InvalidInput("not a cursor from this list", details={"field": "cursor"})
-    return int(cursor)
 
 
 class SqliteDefinitionStore(DefinitionStore):
@@ -82,13 +73,13 @@ class SqliteDefinitionStore(DefinitionStore):
             row = self._connection.execute(
                 f"SELECT {_COLUMNS} FROM versions WHERE version = ?", (version,)
             ).fetchone()
-        return None if row is None else _version_from_row(row)
+        return None if row is None else version_from_row(row)
 
     def versions(self, *, cursor: str | None = None, limit: int = 50) -> Page[DefinitionVersion]:
         """See `DefinitionStore.versions`. The cursor is the last version number returned."""
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidInput(f"limit must be 1 to {MAX_PAGE}", details={"field": "limit"})
-        before = _parse_cursor(cursor)
+        before = parse_id_cursor(cursor)
         where = "" if before is None else " WHERE version < ?"
         params: tuple[int, ...] = () if before is None else (before,)
         with self._lock:
@@ -96,7 +87,7 @@ class SqliteDefinitionStore(DefinitionStore):
                 f"SELECT {_COLUMNS} FROM versions{where} ORDER BY version DESC LIMIT ?",
                 (*params, limit + 1),
             ).fetchall()
-        items = [_version_from_row(row) for row in rows[:limit]]
+        items = [version_from_row(row) for row in rows[:limit]]
         next_cursor = str(items[-1].version) if len(rows) > limit else None
         return Page(items=items, next_cursor=next_cursor)
 
@@ -144,7 +135,7 @@ class SqliteDefinitionStore(DefinitionStore):
         row = connection.execute(
             f"SELECT {_COLUMNS} FROM versions WHERE version = ?", (number,)
         ).fetchone()
-        self._cached = _version_from_row(row)
+        self._cached = version_from_row(row)
         return self._cached
 
     @staticmethod
@@ -155,14 +146,3 @@ class SqliteDefinitionStore(DefinitionStore):
     def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
         """One write transaction under the lock: committed on success, else rolled back."""
         return write_transaction(self._connection, self._lock, store="definition store")
-
-
-def _version_from_row(row: tuple[Any, ...]) -> DefinitionVersion:
-    return DefinitionVersion(
-        version=int(row[0]),
-        digest=row[1],
-        definitions=Definitions.model_validate(orjson.loads(row[2])),
-        applied_at=row[3],
-        actor=row[4],
-        note=row[5],
-    )

@@ -9,9 +9,12 @@ secret or a plain PII value.
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from touchpoint.core.config import StoreConfig
 from touchpoint.profiles.store import Page
@@ -61,6 +64,19 @@ class AuditLog(abc.ABC):
 
 
 DEFAULT_AUDIT_FILE = "audit.sqlite3"
+
+
+def entry_from_row(row: Sequence[Any]) -> AuditEntry:
+    """An entry from the columns `id, at, actor, action, target, details (JSON)`, as every
+    backend stores them."""
+    return AuditEntry(
+        id=int(row[0]),
+        at=row[1],
+        actor=row[2],
+        action=row[3],
+        target=row[4],
+        details=orjson.loads(row[5]),
+    )
 
 
 def build_audit_log(

@@ -17,8 +17,8 @@ import psycopg
 from touchpoint.core.clock import isoformat, utcnow
 from touchpoint.core.errors import InvalidInput
 from touchpoint.core.postgres import Migration, Postgres, postgres_text
-from touchpoint.govern.audit import AuditEntry, AuditLog
-from touchpoint.profiles.store import Page
+from touchpoint.govern.audit import AuditEntry, AuditLog, entry_from_row
+from touchpoint.profiles.store import Page, parse_id_cursor
 
 logger = logging.getLogger(__name__)
 
@@ -41,25 +41,6 @@ CREATE INDEX audit_by_target ON audit (target, id);
     )
 ]
 _COLUMNS = "id, at, actor, action, target, details"
-
-
-def _parse_cursor(cursor: str | None) -> int | None:
-    if cursor is None:
-        return None
-    if not (cursor.isascii() and cursor.isdigit()) or int(cursor) > _MAX_BIGINT:
-        raise InvalidInput("not a cursor from this list", details={"field": "cursor"})
-    return int(cursor)
-
-
-def _entry(row: tuple[Any, ...]) -> AuditEntry:
-    return AuditEntry(
-        id=int(row[0]),
-        at=row[1],
-        actor=row[2],
-        action=row[3],
-        target=row[4],
-        details=orjson.loads(row[5]),
-    )
 
 
 class PostgresAuditLog(AuditLog):
@@ -120,7 +101,7 @@ class PostgresAuditLog(AuditLog):
         for condition, value in (
             ("action = %s", None if action is None else postgres_text(action)),
             ("target = %s", None if target is None else postgres_text(target)),
-            ("id < %s", _parse_cursor(cursor)),
+            ("id < %s", parse_id_cursor(cursor)),
         ):
             if value is not None:
                 conditions.append(condition)
@@ -129,7 +110,7 @@ class PostgresAuditLog(AuditLog):
         sql = f"SELECT {_COLUMNS} FROM audit{where} ORDER BY id DESC LIMIT %s"
         with self._postgres.connection(STORE) as connection:
             rows = connection.execute(sql, (*params, limit + 1)).fetchall()
-        items = [_entry(row) for row in rows[:limit]]
+        items = [entry_from_row(row) for row in rows[:limit]]
         next_cursor = str(items[-1].id) if len(rows) > limit else None
         return Page(items=items, next_cursor=next_cursor)
 
@@ -141,7 +122,7 @@ class PostgresAuditLog(AuditLog):
             row = connection.execute(
                 f"SELECT {_COLUMNS} FROM audit WHERE id = %s", (entry_id,)
             ).fetchone()
-        return None if row is None else _entry(row)
+        return None if row is None else entry_from_row(row)
 
     def close(self) -> None:
         """Nothing to release: the connection pool belongs to the `Postgres` service."""

@@ -18,8 +18,8 @@ import orjson
 from touchpoint.core.clock import isoformat, utcnow
 from touchpoint.core.errors import InvalidInput
 from touchpoint.core.sqlite import open_connection
-from touchpoint.govern.audit import AuditEntry, AuditLog
-from touchpoint.profiles.store import Page
+from touchpoint.govern.audit import AuditEntry, AuditLog, entry_from_row
+from touchpoint.profiles.store import Page, parse_id_cursor
 
 logger = logging.getLogger(__name__)
 
@@ -32,25 +32,6 @@ CREATE INDEX IF NOT EXISTS audit_by_action ON audit (action, id);
 CREATE INDEX IF NOT EXISTS audit_by_target ON audit (target, id);
 """
 _COLUMNS = "id, at, actor, action, target, details"
-
-
-def _parse_cursor(cursor: str | None) -> int | None:
-    if cursor is None:
-        return None
-    if not cursor.isdigit():
-        raise InvalidInput("not a cursor from this list", details={"field": "cursor"})
-    return int(cursor)
-
-
-def _entry(row: tuple[Any, ...]) -> AuditEntry:
-    return AuditEntry(
-        id=int(row[0]),
-        at=row[1],
-        actor=row[2],
-        action=row[3],
-        target=row[4],
-        details=orjson.loads(row[5]),
-    )
 
 
 class SqliteAuditLog(AuditLog):
@@ -99,7 +80,7 @@ class SqliteAuditLog(AuditLog):
         for condition, value in (
             ("action = ?", action),
             ("target = ?", target),
-            ("id < ?", _parse_cursor(cursor)),
+            ("id < ?", parse_id_cursor(cursor)),
         ):
             if value is not None:
                 conditions.append(condition)
@@ -108,7 +89,7 @@ class SqliteAuditLog(AuditLog):
         sql = f"SELECT {_COLUMNS} FROM audit{where} ORDER BY id DESC LIMIT ?"
         with self._lock:
             rows = self._connection.execute(sql, (*params, limit + 1)).fetchall()
-        items = [_entry(row) for row in rows[:limit]]
+        items = [entry_from_row(row) for row in rows[:limit]]
         next_cursor = str(items[-1].id) if len(rows) > limit else None
         return Page(items=items, next_cursor=next_cursor)
 
@@ -118,7 +99,7 @@ class SqliteAuditLog(AuditLog):
             row = self._connection.execute(
                 f"SELECT {_COLUMNS} FROM audit WHERE id = ?", (entry_id,)
             ).fetchone()
-        return None if row is None else _entry(row)
+        return None if row is None else entry_from_row(row)
 
     def close(self) -> None:
         """Close the connection."""

@@ -15,6 +15,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from touchpoint.core.errors import InvalidInput
 from touchpoint.profiles.model import Identity, MergeRecord, Profile
 
 T = TypeVar("T")
@@ -41,6 +42,20 @@ class SegmentChange:
     profile_id: str
     change: str  # "enter" | "exit"
     at: str
+
+
+MAX_ID = 2**63 - 1  # a SQLite rowid, a PostgreSQL bigint
+
+
+def parse_id_cursor(cursor: str | None, maximum: int = MAX_ID) -> int | None:
+    """The id a `list` cursor holds (lists paged by decreasing integer id: audit entries,
+    rejected events, definition versions); anything but ASCII digits up to `maximum` is
+    `InvalidInput`, never a database overflow."""
+    if cursor is None:
+        return None
+    if not (cursor.isascii() and cursor.isdigit()) or int(cursor) > maximum:
+        raise InvalidInput("not a cursor from this list", details={"field": "cursor"})
+    return int(cursor)
 
 
 @dataclass(frozen=True, slots=True)
