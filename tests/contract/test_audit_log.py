@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests import servers
+from tests.contract.openers import closing, postgres_opener
 from touchpoint.core.config import StoreConfig
 from touchpoint.core.errors import InvalidInput
-from touchpoint.core.postgres import Postgres
 from touchpoint.govern.audit import DEFAULT_AUDIT_FILE, AuditEntry, AuditLog, build_audit_log
 from touchpoint.govern.postgres_audit import PostgresAuditLog
 from touchpoint.govern.sqlite_audit import SqliteAuditLog
@@ -30,14 +29,7 @@ def _sqlite(request: pytest.FixtureRequest, directory: Path) -> Opener:
 
 
 def _postgres(request: pytest.FixtureRequest, directory: Path) -> Opener:
-    schema = request.getfixturevalue("postgres_schema")
-
-    def open_log() -> AuditLog:
-        service = Postgres(servers.postgres_config(schema))
-        request.addfinalizer(service.close)
-        return PostgresAuditLog(service)
-
-    return open_log
+    return postgres_opener(request, PostgresAuditLog)
 
 
 BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], Opener]] = {
@@ -49,16 +41,7 @@ BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], Opener]] = {
 @pytest.fixture(params=sorted(BACKENDS))
 def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
     """Opens the backend on this test's storage; everything opened is closed afterwards."""
-    make = BACKENDS[request.param](request, tmp_path)
-    opened: list[AuditLog] = []
-
-    def open_log() -> AuditLog:
-        opened.append(make())
-        return opened[-1]
-
-    yield open_log
-    for audit in opened:
-        audit.close()
+    yield from closing(BACKENDS[request.param](request, tmp_path))
 
 
 @pytest.fixture

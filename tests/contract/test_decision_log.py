@@ -15,10 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tests import servers
+from tests.contract.openers import closing, postgres_opener
 from touchpoint.core.config import StoreConfig
 from touchpoint.core.errors import InvalidInput, Unavailable
-from touchpoint.core.postgres import Postgres
 from touchpoint.decide.log import (
     ContentReport,
     DecisionLog,
@@ -38,14 +37,7 @@ def _sqlite(request: pytest.FixtureRequest, directory: Path) -> Opener:
 
 
 def _postgres(request: pytest.FixtureRequest, directory: Path) -> Opener:
-    schema = request.getfixturevalue("postgres_schema")
-
-    def open_log() -> DecisionLog:
-        service = Postgres(servers.postgres_config(schema))
-        request.addfinalizer(service.close)
-        return PostgresDecisionLog(service)
-
-    return open_log
+    return postgres_opener(request, PostgresDecisionLog)
 
 
 BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], Opener]] = {
@@ -57,16 +49,7 @@ BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], Opener]] = {
 @pytest.fixture(params=sorted(BACKENDS))
 def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
     """Opens the backend on this test's storage; everything opened is closed afterwards."""
-    make = BACKENDS[request.param](request, tmp_path)
-    opened: list[DecisionLog] = []
-
-    def open_log() -> DecisionLog:
-        opened.append(make())
-        return opened[-1]
-
-    yield open_log
-    for log in opened:
-        log.close()
+    yield from closing(BACKENDS[request.param](request, tmp_path))
 
 
 @pytest.fixture

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests import servers
+from tests.contract.openers import closing, postgres_opener
 from touchpoint.core.config import StoreConfig
 from touchpoint.core.definitions import Definitions
 from touchpoint.core.errors import InvalidInput
-from touchpoint.core.postgres import Postgres
 from touchpoint.decide.definition_store import (
     DEFAULT_DEFINITIONS_FILE,
     DefinitionStore,
@@ -34,14 +33,7 @@ def _sqlite(request: pytest.FixtureRequest, directory: Path) -> Opener:
 
 
 def _postgres(request: pytest.FixtureRequest, directory: Path) -> Opener:
-    schema = request.getfixturevalue("postgres_schema")
-
-    def open_store() -> DefinitionStore:
-        service = Postgres(servers.postgres_config(schema))
-        request.addfinalizer(service.close)
-        return PostgresDefinitionStore(service)
-
-    return open_store
+    return postgres_opener(request, PostgresDefinitionStore)
 
 
 BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], Opener]] = {
@@ -53,16 +45,7 @@ BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], Opener]] = {
 @pytest.fixture(params=sorted(BACKENDS))
 def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
     """Opens the backend on this test's storage; everything opened is closed afterwards."""
-    make = BACKENDS[request.param](request, tmp_path)
-    opened: list[DefinitionStore] = []
-
-    def open_store() -> DefinitionStore:
-        opened.append(make())
-        return opened[-1]
-
-    yield open_store
-    for store in opened:
-        store.close()
+    yield from closing(BACKENDS[request.param](request, tmp_path))
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests import servers
+from tests.contract.openers import postgres_opener
 from touchpoint.collect.postgres_rejected import PostgresRejectedStore
 from touchpoint.collect.rejected import (
     NewRejected,
@@ -26,7 +26,6 @@ from touchpoint.collect.rejected import (
 )
 from touchpoint.core.config import StoreConfig
 from touchpoint.core.errors import InvalidInput
-from touchpoint.core.postgres import Postgres
 
 StoreOpener = Callable[[], RejectedStore]
 
@@ -54,14 +53,7 @@ def _sqlite(request: pytest.FixtureRequest, directory: Path) -> StoreOpener:
 
 
 def _postgres(request: pytest.FixtureRequest, directory: Path) -> StoreOpener:
-    schema = request.getfixturevalue("postgres_schema")
-
-    def open_store() -> RejectedStore:
-        service = Postgres(servers.postgres_config(schema))
-        request.addfinalizer(service.close)
-        return PostgresRejectedStore(service)
-
-    return open_store
+    return postgres_opener(request, PostgresRejectedStore)
 
 
 REJECTED_BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], StoreOpener]] = {
