@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-import socket
-import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -25,6 +22,7 @@ from touchpoint.log import LogRecord, partition_for
 from touchpoint.log import redis_streams as module
 from touchpoint.log.base import LogRewrite
 from touchpoint.log.redis_streams import RedisStreamLog
+from touchpoint.testing import RedisServer
 
 HOUR = timedelta(hours=1)
 REDIS_SERVER = "/usr/bin/redis-server"
@@ -263,71 +261,21 @@ def test_postgres_dedup_prunes_now_and_then_on_append(
 # -- a private redis-server, killed and restarted ---------------------------------------
 
 
-class PrivateRedis:
-    """A `redis-server` of this test's own, with AOF, in its temporary directory."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                REDIS_SERVER,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--dir",
-                str(self.directory),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
-                    conn.sendall(b"PING\r\n")
-                    if conn.recv(64).startswith(b"+PONG"):
-                        return
-            except OSError:
-                pass
-            time.sleep(0.02)
-        raise RuntimeError("the private redis-server did not start")
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-
-
 @pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A `redis-server` of this test's own, with AOF, in its temporary directory."""
     if shutil.which(REDIS_SERVER) is None:
         if servers.in_ci():
             pytest.fail(f"{REDIS_SERVER} is missing")
         pytest.skip(f"{REDIS_SERVER} is missing")
-    server = PrivateRedis(tmp_path)
-    server.start()
+    server = RedisServer(tmp_path, binary=REDIS_SERVER).start()
     yield server
-    server.kill()
+    server.stop()
 
 
 @pytest.mark.parametrize("dedup", ["redis", "postgres"])
 def test_redis_down_is_unavailable_and_a_restart_keeps_what_was_acknowledged(
-    private_redis: PrivateRedis, request: pytest.FixtureRequest, dedup: str
+    private_redis: RedisServer, request: pytest.FixtureRequest, dedup: str
 ) -> None:
     postgres = request.getfixturevalue("postgres") if dedup == "postgres" else None
     service = RedisService(RedisConfig(url=private_redis.url, prefix="h3"))
