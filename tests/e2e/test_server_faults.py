@@ -17,6 +17,7 @@ import pytest
 from tests import servers
 from tests.conftest import WRITE_KEY, basic, server_config, write_config
 from touchpoint.core.settings import Settings, load_settings
+from touchpoint.log.redis_leases import RedisLeases
 from touchpoint.profiles.model import Identity
 from touchpoint.runtime import Workspace
 from touchpoint.testing import RedisServer, ServerProcess, WorkerProcess
@@ -112,12 +113,17 @@ def test_sigkill_a_worker_mid_batch_loses_and_doubles_nothing(
 def test_postgres_connections_dropped_under_processing_are_retried_without_half_updates(
     settings: Settings, observer: Workspace
 ) -> None:
-    total = 3_000
+    total = 6_000
     _send(observer, total)
     worker = WorkerProcess(settings.data_dir, "--config", str(settings.config_path)).start()
     application = f"touchpoint:{settings.config.postgres.schema_name}"
     dropped = 0
     try:
+        # Once it holds its partitions (past its start, whose own failure is a clear exit,
+        # not something to retry), the worker is processing.
+        assert observer.services.redis is not None
+        leases = RedisLeases(observer.services.redis)
+        _wait(lambda: bool(leases.owners(GROUP)), 30, "the worker to join its group")
         with psycopg.connect(servers.POSTGRES_URL, autocommit=True) as admin:
             # Drop the worker's connections for a while (every retry of a batch dies too),
             # then let it recover and finish.
