@@ -4,62 +4,33 @@ from __future__ import annotations
 
 import logging
 import signal
-import sqlite3
 import sys
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
+from touchpoint.cli.common import (
+    ConfigOption,
+    DataDirOption,
+    LogFormat,
+    console,
+    errors,
+    open_settings,
+    open_workspace,
+)
 from touchpoint.core.errors import DefinitionError, TouchpointError
 from touchpoint.core.logs import configure_logging
-from touchpoint.core.settings import Settings, load_settings
+from touchpoint.core.settings import Settings
 
 if TYPE_CHECKING:
-    from touchpoint.runtime import Workspace
+    pass
 
 logger = logging.getLogger("touchpoint.worker")
 app = typer.Typer(help="Touchpoint: collect, resolve, profile, decide.", no_args_is_help=True)
 config_app = typer.Typer(help="Workspace configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
-console = Console(soft_wrap=True)
-errors = Console(stderr=True, soft_wrap=True)
-
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", help="touchpoint.yaml (default: built-in workspace)"),
-]
-DataDirOption = Annotated[
-    Path | None,
-    typer.Option("--data-dir", help="Where data lives (TOUCHPOINT_DATA_DIR, ./touchpoint-data)"),
-]
-LogFormat = Annotated[str, typer.Option("--log-format", help="json or text")]
-
-
-def _settings(config: Path | None, data_dir: Path | None, **options: Any) -> Settings:
-    try:
-        return load_settings(config, data_dir, **options)
-    except DefinitionError as error:
-        errors.print(f"[red]invalid configuration[/red] {error.path}: {error.reason}")
-        raise typer.Exit(2) from None
-    except OSError as error:
-        errors.print(f"[red]cannot read the configuration[/red]: {error}")
-        raise typer.Exit(2) from None
-
-
-def _open(settings: Settings) -> Workspace:
-    """Open the workspace's stores, or exit with a message naming what is wrong."""
-    from touchpoint.runtime import Workspace
-
-    try:
-        return Workspace.open(settings)
-    except TouchpointError as error:
-        errors.print(f"[red]cannot open the workspace[/red]: {error.message}")
-    except (OSError, sqlite3.Error) as error:
-        errors.print(f"[red]cannot open the workspace in {settings.data_dir}[/red]: {error}")
-    raise typer.Exit(2)
 
 
 def print_keys(settings: Settings, base_url: str) -> None:
@@ -105,10 +76,12 @@ def serve(
     from touchpoint.api.app import create_app
 
     configure_logging(log_level, log_format)
-    settings = _settings(
+    settings = open_settings(
         config, data_dir, run_processor=processor, enable_noop_endpoint=noop_endpoint
     )
-    workspace = _open(settings)  # migrations, generated keys: once, before any worker starts
+    workspace = open_workspace(
+        settings
+    )  # migrations, generated keys: once, before any worker starts
     if workers > 1:
         workspace.close()
         _serve_processes(settings, host, port, workers, processor, noop_endpoint)
@@ -164,7 +137,7 @@ def migrate(
 ) -> None:
     """Bring the PostgreSQL schema up to date (what every process also does at start, unless
     `postgres.migrate_on_start` is false)."""
-    settings = _settings(config, data_dir)
+    settings = open_settings(config, data_dir)
     postgres = settings.config.postgres
     if not postgres.url:
         errors.print(
@@ -178,7 +151,7 @@ def migrate(
 
     from touchpoint.core.config import parse_config
 
-    workspace = _open(replace(settings, config=parse_config(data)))
+    workspace = open_workspace(replace(settings, config=parse_config(data)))
     try:
         assert workspace.services.postgres is not None
         applied = workspace.services.postgres.applied
@@ -199,8 +172,8 @@ def worker(
 ) -> None:
     """Run the stream processor as its own process (stop with SIGTERM or Ctrl-C)."""
     configure_logging(log_level, log_format)
-    settings = _settings(config, data_dir)
-    workspace = _open(settings)
+    settings = open_settings(config, data_dir)
+    workspace = open_workspace(settings)
     coordinator = workspace.share_partitions()
     logger.info("worker %s joined group %s", coordinator.member, coordinator.group)
     stop = threading.Event()
@@ -247,7 +220,7 @@ def apply(
     """Show what FILE changes in placements and content, then apply it as a new version."""
     from touchpoint.cli.apply import apply_file
 
-    settings = _settings(file, data_dir)
+    settings = open_settings(file, data_dir)
     code = apply_file(settings, dry_run=dry_run, yes=yes, console=console, errors=errors)
     if code:
         raise typer.Exit(code)

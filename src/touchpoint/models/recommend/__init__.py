@@ -1,0 +1,1 @@
+"""Recommenders: one protocol (`base.Recommender`), several models."""
