@@ -1,8 +1,8 @@
 """Interactions: who did what with which item, as the recommenders take them.
 
-A person–item pair may appear many times (views, purchases); `Interactions` keeps
+A person-item pair may appear many times (views, purchases); `Interactions` keeps
 the rows and encodes ids to dense indices once, so every model shares one
-vocabulary and one sparse matrix (people × items, weights summed).
+vocabulary and one sparse matrix (people x items, weights summed).
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ class Interactions:
         return len(self.people), len(self.items)
 
     def matrix(self) -> sp.csr_matrix:
-        """People × items, float32, weights of repeated pairs summed."""
+        """People x items, float32, weights of repeated pairs summed."""
         import scipy.sparse as sp
 
         matrix = sp.csr_matrix(

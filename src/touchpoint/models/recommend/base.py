@@ -53,7 +53,7 @@ class Recommender(Protocol):
         k: int,
         *,
         exclude: Collection[str] = (),
-        filter: ItemFilter | None = None,  # noqa: A002 - the protocol's word
+        filter: ItemFilter | None = None,
         recent: Sequence[str] = (),
     ) -> list[Scored]: ...
 
