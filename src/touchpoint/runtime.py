@@ -25,6 +25,7 @@ from touchpoint.govern.audit import AuditLog, build_audit_log
 from touchpoint.govern.erasure import Eraser
 from touchpoint.govern.export import export_person
 from touchpoint.govern.tombstones import tombstone_key
+from touchpoint.jobs import JobRunner, PeriodicJob
 from touchpoint.log import build_event_log
 from touchpoint.log.base import EventLog
 from touchpoint.log.coordination import Leases, PartitionCoordinator, SqliteLeases
@@ -37,6 +38,9 @@ from touchpoint.runtime_metrics import WorkspaceCollector
 from touchpoint.segments.realtime import SegmentEvaluator
 from touchpoint.stream.features import FeatureEngine
 from touchpoint.stream.processor import StreamProcessor
+from touchpoint.warehouse import warehouse_root
+from touchpoint.warehouse.store import Warehouse
+from touchpoint.warehouse.writer import WarehouseWriter
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +63,10 @@ class Workspace:
     decider: Decider
     eraser: Eraser
     services: Services
+    warehouse: Warehouse | None = None
+    warehouse_writer: WarehouseWriter | None = None
     leases: Leases | None = None
+    jobs: JobRunner | None = None
 
     @property
     def local_stores(self) -> bool:
@@ -157,8 +164,21 @@ class Workspace:
             features=processor.engine,
             metrics=metrics,
         )
+        warehouse = writer = None
+        if config.warehouse.enabled:
+            warehouse = Warehouse(warehouse_root(settings))
+            writer = WarehouseWriter(
+                warehouse,
+                log,
+                profiles,
+                processor.resolver,
+                follow_group=processor.group,
+                flush_rows=config.warehouse.flush_rows,
+                flush_interval=parse_duration(config.warehouse.flush_interval).total_seconds(),
+            )
         eraser = Eraser(
             log=log,
+            warehouse=warehouse,
             profiles=profiles,
             decisions=decisions,
             rejected=rejected,
@@ -182,6 +202,8 @@ class Workspace:
             decider=decider,
             eraser=eraser,
             services=services,
+            warehouse=warehouse,
+            warehouse_writer=writer,
         )
         metrics.registry.register(WorkspaceCollector(workspace))
         return workspace
@@ -210,6 +232,22 @@ class Workspace:
         self.processor.coordinate(coordinator)
         return coordinator
 
+    def start_jobs(self) -> JobRunner:
+        """Start the background jobs of a long-running process (the warehouse copy; model
+        training on its schedule): `serve` with its processor and `worker` call this."""
+        if self.jobs is None:
+            jobs = []
+            if self.warehouse_writer is not None:
+                interval = parse_duration(self.settings.config.warehouse.sync_interval)
+                jobs.append(
+                    PeriodicJob(
+                        "warehouse", interval.total_seconds(), self.warehouse_writer.run_once
+                    )
+                )
+            self.jobs = JobRunner(jobs)
+        self.jobs.start()
+        return self.jobs
+
     def export_person(self, kind: str, value: str, *, actor: str) -> dict[str, Any]:
         """Everything this workspace holds about a person (see govern.export), audited."""
         return export_person(
@@ -228,6 +266,8 @@ class Workspace:
     def close(self) -> None:
         """Stop the processor if it runs, then close the stores (the log flushes first)."""
         self.processor.stop()
+        if self.jobs is not None:
+            self.jobs.stop()
         if self.leases is not None:
             self.leases.close()
         self.log.close()

@@ -88,6 +88,7 @@ def create_app(settings: Settings, *, workspace: Workspace | None = None) -> Fas
         if owned and settings.run_processor:
             opened.share_partitions()
             opened.processor.start()
+            opened.start_jobs()
         try:
             yield
         finally:

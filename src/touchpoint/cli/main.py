@@ -20,6 +20,7 @@ from touchpoint.cli.common import (
     open_settings,
     open_workspace,
 )
+from touchpoint.cli.warehouse import sql, warehouse_app
 from touchpoint.core.errors import DefinitionError, TouchpointError
 from touchpoint.core.logs import configure_logging
 from touchpoint.core.settings import Settings
@@ -31,6 +32,8 @@ logger = logging.getLogger("touchpoint.worker")
 app = typer.Typer(help="Touchpoint: collect, resolve, profile, decide.", no_args_is_help=True)
 config_app = typer.Typer(help="Workspace configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+app.add_typer(warehouse_app, name="warehouse")
+app.command("sql")(sql)
 
 
 def print_keys(settings: Settings, base_url: str) -> None:
@@ -179,6 +182,7 @@ def worker(
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    workspace.start_jobs()
     try:
         workspace.processor.run_forever(stop)
     finally:

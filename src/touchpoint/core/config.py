@@ -269,6 +269,44 @@ class RedisConfig(_Model):
         return _check_duration(value)
 
 
+class WarehouseConfig(_Model):
+    """The analytics warehouse (Parquet files queried with DuckDB, see warehouse/).
+
+    `path`: defaults to <data_dir>/warehouse. Applied events are copied from the log once
+    `flush_rows` of them are pending or the oldest has waited `flush_interval`, checked
+    every `sync_interval` by `serve` and `worker`; large files keep queries fast.
+    """
+
+    enabled: bool = True
+    path: str | None = None
+    flush_rows: int = Field(default=50_000, ge=1)
+    flush_interval: str = "1m"
+    sync_interval: str = "5s"
+
+    @field_validator("flush_interval", "sync_interval")
+    @classmethod
+    def _durations(cls, value: str) -> str:
+        return _check_duration(value)
+
+
+class ModelsConfig(_Model):
+    """What the models learn from: the events that mean a purchase, a product view and an
+    add to cart (Segment's e-commerce spec by default), and how much each kind of
+    interaction with an item weighs for the recommenders."""
+
+    purchase_event: str = "Order Completed"
+    view_event: str = "Product Viewed"
+    cart_event: str = "Product Added"
+    interaction_weights: dict[str, float] = Field(
+        default_factory=lambda: {
+            "Product Viewed": 1.0,
+            "Product Clicked": 1.0,
+            "Product Added": 3.0,
+            "Order Completed": 5.0,
+        }
+    )
+
+
 class CollectConfig(_Model):
     """Collection limits and dedup."""
 
@@ -302,6 +340,8 @@ class TouchpointConfig(_Model):
     audit: StoreConfig = Field(default_factory=StoreConfig)
     postgres: PostgresConfig = Field(default_factory=PostgresConfig)
     redis: RedisConfig = Field(default_factory=RedisConfig)
+    warehouse: WarehouseConfig = Field(default_factory=WarehouseConfig)
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
     consent: ConsentConfig = Field(default_factory=ConsentConfig)
     placements: list[PlacementConfig] = Field(default_factory=list)
     content: list[ContentConfig] = Field(default_factory=list)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from touchpoint.collect.pii import IdentityHasher
 from touchpoint.collect.rejected import RejectedStore
@@ -34,6 +34,9 @@ from touchpoint.log.base import EventLog
 from touchpoint.profiles.identity import IdentityResolver
 from touchpoint.profiles.model import Identity
 from touchpoint.profiles.store import ProfileStore
+
+if TYPE_CHECKING:
+    from touchpoint.warehouse.store import Warehouse
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +104,7 @@ class Eraser:
         *,
         log: EventLog,
         profiles: ProfileStore,
+        warehouse: Warehouse | None = None,
         decisions: DecisionLog,
         rejected: RejectedStore,
         audit: AuditLog,
@@ -111,6 +115,7 @@ class Eraser:
     ) -> None:
         self.log = log
         self.profiles = profiles
+        self.warehouse = warehouse
         self.decisions = decisions
         self.rejected = rejected
         self.audit = audit
@@ -184,7 +189,13 @@ class Eraser:
         erased_rejected = self.rejected.erase_identities([i.value for i in identities])
         if message_ids:
             erased_rejected += self.rejected.erase_message_ids(message_ids)
+        erased: dict[str, Any] = {}
+        if self.warehouse is not None:
+            erased["warehouse"] = self.warehouse.erase(
+                profile_ids=profile_ids, message_ids=message_ids, keys=routing_keys
+            )
         return {
+            **erased,
             "event_log": erased_log,
             "decision_log": {
                 "decisions": erased_decisions.decisions,

@@ -1,0 +1,344 @@
+"""The warehouse's files and the SQL over them.
+
+Layout under the warehouse root (`<data_dir>/warehouse` unless configured):
+
+    events/date=YYYY-MM-DD/pPPPP-FIRST-LAST.parquet   applied events, by event date
+    items/items.parquet                                 the item catalog (imports)
+    features/<name>.parquet                             materialized feature tables
+    .lock                                               one writer or eraser at a time
+
+An events file holds the entries of one log partition between two offsets (its name
+says which), so the files themselves record how far the log has been copied, and a
+copy interrupted by a crash is redone under the same names. Files are written to a
+temporary name, flushed to disk and renamed, so a reader never sees half a file.
+
+Erasure rewrites the files that hold the person (see ADR 8): a tombstone filter would
+leave their events on disk for every tool that reads Parquet without our filter
+(DuckDB by hand, Spark, a backup), which is not erasure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import re
+from collections.abc import Collection, Iterator, Sequence
+from datetime import UTC
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from touchpoint.core.errors import InvalidInput
+from touchpoint.warehouse.schema import EVENTS_SCHEMA
+
+if TYPE_CHECKING:
+    import duckdb
+    import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+_EVENT_FILE = re.compile(r"^p(\d{4})-(\d{12})-(\d{12})\.parquet$")
+FEATURE_TABLE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+ITEM_ID = "item_id"
+
+
+class Warehouse:
+    """Parquet files of events, items and feature tables under `root`, queried with DuckDB.
+
+    Safe for several processes on one machine: writers and erasures take the root's file
+    lock; readers need none (every file appears whole, by rename).
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.events_dir = self.root / "events"
+        self.items_path = self.root / "items" / "items.parquet"
+        self.features_dir = self.root / "features"
+        for directory in (self.events_dir, self.items_path.parent, self.features_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+
+    # -- locking ----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lock(self, *, wait: bool = True) -> Iterator[bool]:
+        """Hold the warehouse's write lock for the block; yields False (without the lock)
+        when `wait` is false and another process holds it."""
+        with open(self.root / ".lock", "a+b") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    # -- events -----------------------------------------------------------------------------
+
+    def event_files(self) -> list[Path]:
+        """Every events file, in name order."""
+        return sorted(self.events_dir.glob("date=*/p*.parquet"))
+
+    def written_upto(self) -> dict[int, int]:
+        """Per log partition, the last offset some events file holds."""
+        upto: dict[int, int] = {}
+        for path in self.event_files():
+            match = _EVENT_FILE.match(path.name)
+            if match:
+                partition, last = int(match[1]), int(match[3])
+                upto[partition] = max(upto.get(partition, -1), last)
+        return upto
+
+    def write_events(self, table: pa.Table, *, partition: int) -> list[Path]:
+        """Write one partition's rows (ordered by offset) as one file per event date, named
+        by the offsets the rows span; call under `lock()`. The files written."""
+        if table.num_rows == 0:
+            return []
+        table = table.cast(EVENTS_SCHEMA)
+        first, last = pc.min(table["offset"]).as_py(), pc.max(table["offset"]).as_py()
+        moments = pc.coalesce(table["timestamp"], table["received_at"])
+        dates = pc.strftime(moments.cast(pa.timestamp("us", tz=UTC)), format="%Y-%m-%d")
+        dates = pc.fill_null(dates, "1970-01-01")
+        written = []
+        for date in sorted(pc.unique(dates).to_pylist()):
+            part = table.filter(pc.equal(dates, date))
+            path = (
+                self.events_dir
+                / f"date={date}"
+                / f"p{partition:04d}-{first:012d}-{last:012d}.parquet"
+            )
+            write_parquet(part, path)
+            written.append(path)
+        return written
+
+    def erase(
+        self,
+        *,
+        profile_ids: Collection[str] = (),
+        message_ids: Collection[str] = (),
+        keys: Collection[str] = (),
+    ) -> dict[str, int]:
+        """Rewrite every file that holds a row of these profiles, messages or routing keys
+        (user or anonymous id) without those rows: events and feature tables. Rows removed
+        per table."""
+        removed = {"events": 0, "features": 0}
+        if not (profile_ids or message_ids or keys):
+            return removed
+        people = pa.array(sorted(set(profile_ids)), pa.string())
+        messages = pa.array(sorted(set(message_ids)), pa.string())
+        routing = pa.array(sorted(set(keys)), pa.string())
+        with self.lock():
+            for path in self._event_files_holding(people, messages, routing):
+                removed["events"] += _rewrite_without(
+                    path,
+                    [
+                        ("profile_id", people),
+                        ("message_id", messages),
+                        ("user_id", routing),
+                        ("anonymous_id", routing),
+                    ],
+                )
+            for path in sorted(self.features_dir.glob("*.parquet")):
+                removed["features"] += _rewrite_without(path, [("profile_id", people)])
+        return removed
+
+    def _event_files_holding(
+        self, people: pa.Array, messages: pa.Array, routing: pa.Array
+    ) -> list[Path]:
+        """The events files with a row of these people, messages or routing keys: one DuckDB
+        scan (column statistics and the ids' columns only), not a read of every file."""
+        import duckdb
+
+        files = self.event_files()
+        if not files:
+            return []
+        connection = duckdb.connect(config={"threads": 2})
+        try:
+            connection.register("erase_people", pa.table({"id": people}))
+            connection.register("erase_messages", pa.table({"id": messages}))
+            connection.register("erase_keys", pa.table({"id": routing}))
+            listed = ", ".join(_quote(str(path)) for path in files)
+            rows = connection.execute(
+                f"SELECT DISTINCT filename FROM read_parquet([{listed}], filename = true, "
+                "union_by_name = true) WHERE profile_id IN (SELECT id FROM erase_people) "
+                "OR message_id IN (SELECT id FROM erase_messages) "
+                "OR user_id IN (SELECT id FROM erase_keys) "
+                "OR anonymous_id IN (SELECT id FROM erase_keys)"
+            ).fetchall()
+        finally:
+            connection.close()
+        return sorted(Path(row[0]) for row in rows)
+
+    # -- items and feature tables -------------------------------------------------------------
+
+    def write_items(self, table: pa.Table) -> int:
+        """Upsert catalog rows by `item_id` (the newer row of an id wins, columns the new
+        rows lack are kept from the old ones as null); how many rows were written."""
+        if ITEM_ID not in table.column_names:
+            raise InvalidInput("items need an item_id column", details={"field": ITEM_ID})
+        table = table.filter(pc.is_valid(table[ITEM_ID]))
+        table = table.set_column(
+            table.column_names.index(ITEM_ID), ITEM_ID, table[ITEM_ID].cast(pa.string())
+        )
+        with self.lock():
+            if self.items_path.exists():
+                old = pq.read_table(self.items_path)
+                kept = old.filter(pc.invert(pc.is_in(old[ITEM_ID], table[ITEM_ID])))
+                table = pa.concat_tables([kept, table], promote_options="permissive")
+            table = _last_per_key(table, ITEM_ID)
+            write_parquet(table, self.items_path)
+        return int(table.num_rows)
+
+    def write_feature_table(self, name: str, table: pa.Table) -> Path:
+        """Replace the feature table `name` (materialized by a job) in one rename."""
+        if not FEATURE_TABLE.match(name):
+            raise InvalidInput(f"not a feature table name: {name!r}", details={"field": "name"})
+        path = self.features_dir / f"{name}.parquet"
+        with self.lock():
+            write_parquet(table, path)
+        return path
+
+    def feature_tables(self) -> list[str]:
+        return sorted(path.stem for path in self.features_dir.glob("*.parquet"))
+
+    # -- SQL ----------------------------------------------------------------------------------
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """A new in-memory DuckDB connection with the warehouse's views: `events`, `items`,
+        `interactions` (person, item, event, time, one row per item touched, order lines
+        unnested) and one per feature table. Close it when done."""
+        import duckdb
+
+        connection = duckdb.connect(config={"threads": 2})
+        files = self.event_files()
+        if files:
+            listed = ", ".join(_quote(str(path)) for path in files)
+            connection.execute(
+                "CREATE VIEW events AS SELECT * FROM read_parquet("
+                f"[{listed}], hive_partitioning = true, union_by_name = true)"
+            )
+        else:
+            connection.register("_no_events", EVENTS_SCHEMA.empty_table())
+            connection.execute("CREATE VIEW events AS SELECT *, NULL::DATE AS date FROM _no_events")
+        if self.items_path.exists():
+            connection.execute(
+                f"CREATE VIEW items AS SELECT * FROM read_parquet({_quote(str(self.items_path))})"
+            )
+        else:
+            connection.execute("CREATE VIEW items AS SELECT NULL::VARCHAR AS item_id LIMIT 0")
+        for name in self.feature_tables():
+            path = self.features_dir / f"{name}.parquet"
+            connection.execute(
+                f'CREATE VIEW "{name}" AS SELECT * FROM read_parquet({_quote(str(path))})'
+            )
+        connection.execute(_INTERACTIONS_VIEW)
+        return connection
+
+    def query(self, sql: str, parameters: Sequence[Any] | None = None) -> pa.Table:
+        """Run one SQL statement over the warehouse's views; the result as an Arrow table.
+        A statement DuckDB refuses is InvalidInput with DuckDB's message."""
+        import duckdb
+
+        connection = self.connect()
+        try:
+            try:
+                relation = connection.sql(sql, params=list(parameters or []))
+                table = relation.to_arrow_table() if relation is not None else pa.table({})
+            except duckdb.Error as error:
+                raise InvalidInput(str(error).strip(), details={"field": "sql"}) from None
+            return table
+        finally:
+            connection.close()
+
+    def frame(self, sql: str, parameters: Sequence[Any] | None = None) -> pd.DataFrame:
+        """`query` as a pandas frame (for analysts and the models)."""
+        return self.query(sql, parameters).to_pandas()
+
+    def stats(self) -> dict[str, int]:
+        """Files and bytes of the events, for metrics and status."""
+        files = self.event_files()
+        return {"event_files": len(files), "event_bytes": sum(p.stat().st_size for p in files)}
+
+
+# An interaction is an event that names an item, or a line of an order's `products`.
+_INTERACTIONS_VIEW = """
+CREATE VIEW interactions AS
+SELECT profile_id, item_id, event, timestamp, coalesce(quantity, 1.0) AS quantity,
+       price, category
+FROM events
+WHERE item_id IS NOT NULL AND profile_id IS NOT NULL
+UNION ALL
+SELECT profile_id,
+       coalesce(line ->> 'product_id', line ->> 'item_id', line ->> 'sku', line ->> 'id'),
+       event, timestamp,
+       coalesce(TRY_CAST(line ->> 'quantity' AS DOUBLE), 1.0),
+       TRY_CAST(line ->> 'price' AS DOUBLE),
+       line ->> 'category'
+FROM (
+    SELECT profile_id, event, timestamp,
+           unnest(CAST(json_extract(properties, '$.products') AS JSON[])) AS line
+    FROM events
+    WHERE item_id IS NULL AND profile_id IS NOT NULL
+      AND json_type(properties, '$.products') = 'ARRAY'
+)
+WHERE coalesce(line ->> 'product_id', line ->> 'item_id', line ->> 'sku', line ->> 'id')
+      IS NOT NULL
+"""
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def write_parquet(table: pa.Table, path: Path) -> None:
+    """Write a Parquet file whole: to a temporary name, flushed to disk, then renamed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, temporary, compression="zstd")
+    with open(temporary, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def _rewrite_without(path: Path, matches: Sequence[tuple[str, pa.Array]]) -> int:
+    """Rewrite `path` without the rows whose column is in the given values (or delete it
+    when no row is left); how many rows were removed."""
+    table = pq.read_table(path)
+    drop = None
+    for column, values in matches:
+        if len(values) == 0 or column not in table.column_names:
+            continue
+        hit = pc.fill_null(pc.is_in(table[column].cast(pa.string()), value_set=values), False)
+        drop = hit if drop is None else pc.or_(drop, hit)
+    if drop is None:
+        return 0
+    removed = int(pc.sum(drop).as_py() or 0)
+    if removed == 0:
+        return 0
+    kept = table.filter(pc.invert(drop))
+    if kept.num_rows == 0:
+        path.unlink()
+    else:
+        write_parquet(kept, path)
+    logger.info("erasure rewrote %s without %d rows", path.name, removed)
+    return removed
+
+
+def _last_per_key(table: pa.Table, key: str) -> pa.Table:
+    """The last row of each key (later rows win), order otherwise kept."""
+    keys = table[key].to_pylist()
+    last = {value: index for index, value in enumerate(keys)}
+    if len(last) == len(keys):
+        return table
+    return table.take(sorted(last.values()))

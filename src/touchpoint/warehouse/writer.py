@@ -1,0 +1,169 @@
+"""Copy the event log into the warehouse, behind the stream processor.
+
+The writer reads each partition only up to the stream processor's committed position.
+By then the processor has done what the gates demand to those entries: events of erased
+people are gone from the log, events without analytics consent are rewritten to their
+anonymized form. So the warehouse never sees what the profiles may not keep, and the
+person each event was applied to (`profile_id`) is known.
+
+The log is the buffer: nothing is held in memory between runs. A run copies what is
+pending once there is at least `flush_rows` of it or its oldest entry is `flush_interval`
+old, so files stay large under a trickle of events. Files are named by the offsets they
+hold, and a run starts after the last offset any file holds, so a run cut short by a
+crash is redone and nothing is copied twice. The warehouse lock makes runs of several
+processes (serve, workers, the CLI) and erasures take turns.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import orjson
+
+from touchpoint.log.base import EventLog, LogEntry
+from touchpoint.profiles.identity import IdentityResolver
+from touchpoint.profiles.model import Identity
+from touchpoint.profiles.store import ProfileStore
+from touchpoint.warehouse.schema import event_row, events_table
+from touchpoint.warehouse.store import Warehouse
+
+logger = logging.getLogger(__name__)
+
+WAREHOUSE_GROUP = "warehouse"
+
+
+@dataclass(frozen=True, slots=True)
+class SyncResult:
+    """What one run copied: rows and files written, or why it did nothing (`skipped`:
+    `locked`, `waiting` for more rows or older ones, `empty`)."""
+
+    rows: int = 0
+    files: int = 0
+    skipped: str | None = None
+
+
+class WarehouseWriter:
+    """Copies applied log entries into Parquet files; see the module docstring."""
+
+    def __init__(
+        self,
+        warehouse: Warehouse,
+        log: EventLog,
+        profiles: ProfileStore,
+        resolver: IdentityResolver,
+        *,
+        follow_group: str = "profiles",
+        flush_rows: int = 50_000,
+        flush_interval: float = 60.0,
+        max_file_rows: int = 250_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.warehouse = warehouse
+        self.log = log
+        self.profiles = profiles
+        self.resolver = resolver
+        self.follow_group = follow_group
+        self.flush_rows = flush_rows
+        self.flush_interval = flush_interval
+        self.max_file_rows = max_file_rows
+        self._clock = clock
+        self.rows_written = 0
+        self.last_sync_at = 0.0
+
+    def pending(self) -> dict[int, tuple[int, int]]:
+        """Per partition with something to copy, `(start, end)`: the next offset to copy and
+        the processor's committed position."""
+        upto = self.warehouse.written_upto()
+        found = {}
+        for partition in range(self.log.partitions):
+            start = max(self.log.committed(WAREHOUSE_GROUP, partition), upto.get(partition, -1) + 1)
+            end = self.log.committed(self.follow_group, partition)
+            if end > start:
+                found[partition] = (start, end)
+        return found
+
+    def run_once(self, *, force: bool = False) -> SyncResult:
+        """Copy what is pending if there is enough of it (or `force`); never blocks on
+        another process's run."""
+        with self.warehouse.lock(wait=force) as held:
+            if not held:
+                return SyncResult(skipped="locked")
+            pending = self.pending()
+            if not pending:
+                return SyncResult(skipped="empty")
+            if not force and not self._due(pending):
+                return SyncResult(skipped="waiting")
+            rows = files = 0
+            for partition, (start, end) in sorted(pending.items()):
+                copied, written = self._copy(partition, start, end)
+                rows, files = rows + copied, files + written
+        self.rows_written += rows
+        self.last_sync_at = self._clock()
+        if rows:
+            logger.info("warehouse: copied %d events into %d files", rows, files)
+        return SyncResult(rows=rows, files=files)
+
+    def _due(self, pending: dict[int, tuple[int, int]]) -> bool:
+        if sum(end - start for start, end in pending.values()) >= self.flush_rows:
+            return True
+        oldest = min(
+            (
+                entries[0].appended_at
+                for partition, (start, _) in pending.items()
+                if (entries := self.log.read(partition, start, 1))
+            ),
+            default=None,
+        )
+        return oldest is not None and self._clock() - oldest >= self.flush_interval
+
+    def _copy(self, partition: int, start: int, end: int) -> tuple[int, int]:
+        """Copy `[start, end)` of a partition in files of at most `max_file_rows`; commit the
+        warehouse group's position after each file."""
+        rows = files = 0
+        position = start
+        owners: dict[Identity, str | None] = {}
+        while position < end:
+            chunk: list[LogEntry] = []
+            while position < end and len(chunk) < self.max_file_rows:
+                page = self.log.read(partition, position, min(5_000, self.max_file_rows))
+                page = [entry for entry in page if entry.offset < end]
+                if not page:
+                    position = end
+                    break
+                chunk += page
+                position = page[-1].offset + 1
+            if not chunk:
+                break
+            table = events_table(self._row(entry, owners) for entry in chunk)
+            files += len(self.warehouse.write_events(table, partition=partition))
+            rows += table.num_rows
+            self.log.commit(WAREHOUSE_GROUP, partition, chunk[-1].offset + 1)
+        return rows, files
+
+    def _row(self, entry: LogEntry, owners: dict[Identity, str | None]) -> dict[str, object]:
+        event = orjson.loads(entry.payload)
+        if not isinstance(event, dict):
+            event = {}
+        profile_id = None
+        for identity in self.resolver.extract(event):
+            if identity not in owners:
+                owners[identity] = self.profiles.find(identity)
+            profile_id = owners[identity]
+            if profile_id is not None:
+                break
+        return event_row(
+            event, partition=entry.partition, offset=entry.offset, profile_id=profile_id
+        )
+
+    def run_forever(self, stop: threading.Event, *, interval: float = 5.0) -> None:
+        """Run every `interval` seconds until `stop` is set; failures are logged and retried
+        at the next run (the log keeps what was not copied)."""
+        while not stop.wait(interval):
+            try:
+                self.run_once()
+            except Exception:
+                logger.exception("warehouse: a copy failed; it is retried at the next run")

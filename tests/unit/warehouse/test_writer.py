@@ -1,0 +1,119 @@
+"""The warehouse copy behind the stream processor, on a real embedded workspace."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from tests.conftest import WRITE_KEY, drain
+from touchpoint.runtime import Workspace
+from touchpoint.warehouse.writer import WAREHOUSE_GROUP
+
+
+def collect(workspace: Workspace, *events: dict[str, Any]) -> None:
+    source = workspace.settings.config.source_by_key(WRITE_KEY)
+    assert source is not None
+    result = workspace.collector.collect(source, list(events))
+    assert result.accepted == len(events), result
+
+
+def views(person: str, count: int, start: int = 0) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": "track",
+            "userId": person,
+            "event": "Product Viewed",
+            "messageId": f"{person}-{index}",
+            "properties": {"product_id": f"p{index % 3}"},
+        }
+        for index in range(start, start + count)
+    ]
+
+
+def test_only_applied_events_are_copied_with_their_profile(workspace: Workspace) -> None:
+    writer = workspace.warehouse_writer
+    assert writer is not None and workspace.warehouse is not None
+    collect(workspace, *views("ada", 5))
+    assert writer.run_once(force=True).skipped == "empty"  # the processor has not run yet
+    drain(workspace)
+    assert writer.run_once(force=True).rows == 5
+    profile_id = workspace.profiles.find(workspace.resolver.extract({"userId": "ada"})[0])
+    rows = workspace.warehouse.query("SELECT DISTINCT profile_id, user_id FROM events")
+    assert rows.to_pylist() == [{"profile_id": profile_id, "user_id": "ada"}]
+
+
+def test_a_second_run_copies_nothing_twice(workspace: Workspace) -> None:
+    writer = workspace.warehouse_writer
+    assert writer is not None and workspace.warehouse is not None
+    collect(workspace, *views("ada", 4))
+    drain(workspace)
+    writer.run_once(force=True)
+    collect(workspace, *views("ada", 3, start=4))
+    drain(workspace)
+    assert writer.run_once(force=True).rows == 3
+    assert writer.run_once(force=True).skipped == "empty"
+    count = workspace.warehouse.query(
+        "SELECT count(*) AS n, count(DISTINCT message_id) AS d FROM events"
+    )
+    assert count.to_pylist() == [{"n": 7, "d": 7}]
+
+
+def test_files_written_before_a_crash_are_not_copied_again(workspace: Workspace) -> None:
+    """The files record how far the copy went: positions the crash did not commit are
+    skipped, not duplicated."""
+    writer = workspace.warehouse_writer
+    assert writer is not None and workspace.warehouse is not None
+    collect(workspace, *views("ada", 6), *views("bob", 6))
+    drain(workspace)
+    writer.run_once(force=True)
+    for partition in range(workspace.log.partitions):  # as if the commits never happened
+        workspace.log.commit(WAREHOUSE_GROUP, partition, 0)
+    assert writer.run_once(force=True).skipped == "empty"
+    assert workspace.warehouse.query("SELECT count(*) AS n FROM events").to_pylist() == [{"n": 12}]
+
+
+def test_a_trickle_waits_for_enough_rows_or_enough_time(workspace: Workspace) -> None:
+    writer = workspace.warehouse_writer
+    assert writer is not None
+    now = [time.time() + 5]
+    writer._clock = lambda: now[0]
+    writer.flush_rows, writer.flush_interval = 10, 60.0
+    collect(workspace, *views("ada", 3))
+    drain(workspace)
+    assert writer.run_once().skipped == "waiting"
+    now[0] += 120  # the oldest pending entry is now old enough
+    assert writer.run_once().rows == 3
+    collect(workspace, *views("bob", 12))
+    drain(workspace)
+    assert writer.run_once().rows == 12  # enough rows: no need to wait
+
+
+def test_erasure_reaches_the_warehouse(workspace: Workspace) -> None:
+    writer = workspace.warehouse_writer
+    assert writer is not None and workspace.warehouse is not None
+    collect(workspace, *views("ada", 3), *views("bob", 2))
+    drain(workspace)
+    writer.run_once(force=True)
+    job = workspace.eraser.erase("user_id", "ada", actor="test")
+    assert job.erased["warehouse"]["events"] == 3
+    left = workspace.warehouse.query("SELECT DISTINCT user_id FROM events").to_pylist()
+    assert left == [{"user_id": "bob"}]
+
+
+def test_events_without_consent_arrive_anonymized(workspace: Workspace) -> None:
+    writer = workspace.warehouse_writer
+    assert writer is not None and workspace.warehouse is not None
+    opt_out = {"consent": {"analytics": False}}
+    collect(
+        workspace,
+        {"type": "track", "userId": "carol", "event": "Consent Updated", "properties": opt_out},
+        {"type": "track", "userId": "carol", "event": "Product Viewed", "messageId": "viewed"},
+    )
+    drain(workspace)
+    writer.run_once(force=True)
+    viewed = workspace.warehouse.query(
+        "SELECT user_id, anonymous_id, profile_id, event FROM events WHERE message_id = 'viewed'"
+    ).to_pylist()
+    assert viewed == [
+        {"user_id": None, "anonymous_id": None, "profile_id": None, "event": "Product Viewed"}
+    ]
