@@ -350,6 +350,7 @@ def _absorb(survivor: Profile, merged: Profile) -> None:
             survivor.segments[segment] = entered_at
     survivor.created_at = min(survivor.created_at, merged.created_at)
     survivor.scores = {**merged.scores, **survivor.scores}
+    survivor.recommendations = survivor.recommendations or merged.recommendations
 
 
 def _source_reader(source: str) -> Reader:

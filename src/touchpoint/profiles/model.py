@@ -47,6 +47,7 @@ class Profile:
     consent_times: dict[str, str] = field(default_factory=dict)
     segments: dict[str, str] = field(default_factory=dict)
     scores: dict[str, Any] = field(default_factory=dict)
+    recommendations: dict[str, Any] = field(default_factory=dict)
     identities: list[Identity] = field(default_factory=list)
     version: int = 0
 
@@ -63,6 +64,7 @@ class Profile:
             "consent": self.consent,
             "consent_times": self.consent_times,
             "scores": self.scores,
+            "recommendations": self.recommendations,
         }
 
     @classmethod
@@ -87,6 +89,7 @@ class Profile:
             consent=dict(state.get("consent") or {}),
             consent_times=dict(state.get("consent_times") or {}),
             scores=dict(state.get("scores") or {}),
+            recommendations=dict(state.get("recommendations") or {}),
             identities=list(identities or []),
             segments=dict(segments or {}),
             version=version,

@@ -22,7 +22,8 @@ def profile_document(profile: Profile, engine: FeatureEngine, now: datetime) -> 
 
     Keys: `profile_id`, `identities` ({kind: [values]}), `traits`, `features` (values at
     `now`), `segments` (member names, sorted), `segment_memberships` ({name: entered_at}),
-    `consent`, `scores`, `first_seen`, `last_seen`, `created_at`, and `profile`
+    `consent`, `scores`, `recommendations` (the precomputed item ids, best first),
+    `first_seen`, `last_seen`, `created_at`, and `profile`
     ({id, first_seen, last_seen}) for conditions written as `profile.last_seen`.
     The document shares nothing mutable with the profile.
     """
@@ -38,6 +39,7 @@ def profile_document(profile: Profile, engine: FeatureEngine, now: datetime) -> 
         "segment_memberships": dict(profile.segments),
         "consent": dict(profile.consent),
         "scores": dict(profile.scores),
+        "recommendations": [item["item_id"] for item in profile.recommendations.get("items", ())],
         "first_seen": profile.first_seen,
         "last_seen": profile.last_seen,
         "created_at": profile.created_at,
