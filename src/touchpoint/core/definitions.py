@@ -95,6 +95,27 @@ class CapConfig(_Model):
         return value
 
 
+class RecommendationsConfig(_Model):
+    """Fill a content item with a recommender's items for the person.
+
+    `model`: the registry's recommender (`recommendations`, trained by `touchpoint train`);
+    `k`: how many items; `min_items`: fewer than this and the item is not eligible (the
+    placement's next candidate or fallback shows). The items reach the payload as `items`
+    and the template as `items` (`{% for item in items %}{{ item.name }}{% endfor %}`), each
+    with `item_id`, `score` and the catalog's attributes.
+    """
+
+    model: str = Field(default="recommendations", pattern=NAME_PATTERN)
+    k: int = Field(default=4, ge=1, le=50)
+    min_items: int = Field(default=1, ge=1, le=50)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> RecommendationsConfig:
+        if self.min_items > self.k:
+            raise ValueError("`min_items` must not exceed `k`")
+        return self
+
+
 class ContentConfig(_Model):
     """An item that can fill a placement.
 
@@ -103,6 +124,8 @@ class ContentConfig(_Model):
     content by tag). `eligibility`: a condition over the profile document plus `context`.
     Higher `priority` wins; `value` is what one conversion is worth (for reports and, later,
     ranking). `start`/`end`: the active window (ISO-8601 times, either open).
+    `recommendations`: filled with a recommender's items for the person (see
+    RecommendationsConfig); not eligible when the recommender has too few.
     """
 
     id: str = Field(pattern=CONTENT_ID_PATTERN)
@@ -117,6 +140,7 @@ class ContentConfig(_Model):
     start: str | None = None
     end: str | None = None
     caps: list[CapConfig] = Field(default_factory=list)
+    recommendations: RecommendationsConfig | None = None
 
     @field_validator("start", "end")
     @classmethod
@@ -131,8 +155,8 @@ class ContentConfig(_Model):
 
     @model_validator(mode="after")
     def _shape(self) -> ContentConfig:
-        if self.payload is None and self.template is None:
-            raise ValueError("content needs a `payload`, a `template` or both")
+        if self.payload is None and self.template is None and self.recommendations is None:
+            raise ValueError("content needs a `payload`, a `template` or `recommendations`")
         if self.start and self.end and self.start >= self.end:
             raise ValueError("`start` must be before `end`")
         return self

@@ -43,6 +43,7 @@ from touchpoint.decide.catalog import Catalog, CompiledContent, CompiledPlacemen
 from touchpoint.decide.definition_store import DefinitionStore
 from touchpoint.decide.log import DecisionLog, DecisionRecord
 from touchpoint.decide.policy import Policy, default_policies
+from touchpoint.decide.recommendations import RecommendationSource, RecommendedItems
 from touchpoint.decide.render import TemplateRenderError
 from touchpoint.govern.tombstones import tombstone_key
 from touchpoint.profiles.identity import IdentityResolver
@@ -176,6 +177,7 @@ class _Person:
     at: str
     caps: _Caps
     conditions: dict[int, bool] = field(default_factory=dict)
+    recommended: dict[tuple[str, int], RecommendedItems | None] = field(default_factory=dict)
 
 
 class Decider:
@@ -197,8 +199,10 @@ class Decider:
         metrics: Metrics,
         clock: Callable[[], datetime] = utcnow,
         reload_interval: float = 1.0,
+        recommendations: RecommendationSource | None = None,
     ) -> None:
         self._consent = config.consent
+        self.recommendations = recommendations
         self._definitions = definitions
         self._decisions = decisions
         self._profiles = profiles
@@ -466,6 +470,8 @@ class Decider:
                         continue
                 if item.caps and caps.reached(item):
                     continue
+                if item.config.recommendations is not None and not self._filled(item, person):
+                    continue
                 tier.append(item)
             if tier:
                 yield tier
@@ -477,14 +483,44 @@ class Decider:
         item = choice.content
         if item.caps:
             caps.shown(item)
+        payload = item.payload
+        slot = item.config.recommendations
+        if slot is not None:
+            filled = person.recommended[(slot.model, slot.k)]
+            assert filled is not None  # only filled items are eligible
+            items = [dict(entry) for entry in filled.items]
+            payload = {**(payload or {}), "items": items, "recommender": filled.describe()}
+            document = {**document, "items": items}
         try:
             html = self._render(item, placement.name, document, context)
         except TemplateRenderError as error:
             self._template_failed(error, placement.name)
-            return self._fallback(placement, document, context, FALLBACK, after_error=True)
+            return self._fallback(placement, person.document, context, FALLBACK, after_error=True)
         return PlacementDecision(
-            placement.name, item.id, item.payload, html, ELIGIBLE, choice.policy, choice.propensity
+            placement.name, item.id, payload, html, ELIGIBLE, choice.policy, choice.propensity
         )
+
+    def _filled(self, item: CompiledContent, person: _Person) -> bool:
+        """Whether a recommender gives this content enough items for the person (asked once
+        per model and size in a request; a failing recommender fills nothing, logged)."""
+        slot = item.config.recommendations
+        assert slot is not None
+        key = (slot.model, slot.k)
+        if key not in person.recommended:
+            found = None
+            if self.recommendations is not None:
+                try:
+                    found = self.recommendations.recommend(
+                        profile_id=person.document.get("profile_id"),
+                        document=person.subject_document,
+                        model=slot.model,
+                        k=slot.k,
+                    )
+                except Exception:
+                    logger.exception("recommender %s failed; content %s skipped", slot.model, item.id)
+            person.recommended[key] = found
+        filled = person.recommended[key]
+        return filled is not None and len(filled.items) >= slot.min_items
 
     def _fallback(
         self,
