@@ -289,10 +289,52 @@ class WarehouseConfig(_Model):
         return _check_duration(value)
 
 
+MODEL_JOBS = (
+    "rfm",
+    "clusters",
+    "lifecycle",
+    "propensity",
+    "churn",
+    "lifetime",
+    "recommendations",
+)
+
+
+class ScheduleConfig(_Model):
+    """When `serve` and `worker` retrain: `every` (e.g. `1h`, `1d`)."""
+
+    every: str
+
+    @field_validator("every")
+    @classmethod
+    def _every(cls, value: str) -> str:
+        if parse_duration(value).total_seconds() < 60:
+            raise ValueError("retraining more often than every minute is not supported")
+        return value
+
+
+class RecommenderConfig(_Model):
+    """The workspace recommender `touchpoint train` fits: `algorithm` (default: the best of
+    the MovieLens benchmark), `k` items precomputed for each profile active within
+    `active_days`."""
+
+    algorithm: str | None = None
+    k: int = Field(default=10, ge=1, le=100)
+    active_days: int = Field(default=30, ge=1)
+
+
 class ModelsConfig(_Model):
-    """What the models learn from: the events that mean a purchase, a product view and an
-    add to cart (Segment's e-commerce spec by default), and how much each kind of
-    interaction with an item weighs for the recommenders."""
+    """What the models learn from and how they are trained.
+
+    Events: which mean a purchase, a product view and an add to cart (Segment's e-commerce
+    spec by default), and how much each kind of interaction with an item weighs for the
+    recommender. `train`: the models `touchpoint train` fits (all by default);
+    `schedule.every`: retrain in the background of `serve` / `worker`; `tolerance`: how much
+    worse (absolute, in the model's validation metric) a new version may be and still
+    replace the serving one; `horizon_days`: the window propensity, churn and lifetime value
+    predict; `recent_feature`: the profile feature (a `last_distinct` of item ids) that
+    holds the session's recent items for recommendations.
+    """
 
     purchase_event: str = "Order Completed"
     view_event: str = "Product Viewed"
@@ -305,6 +347,21 @@ class ModelsConfig(_Model):
             "Order Completed": 5.0,
         }
     )
+    train: list[str] = Field(default_factory=lambda: list(MODEL_JOBS))
+    schedule: ScheduleConfig | None = None
+    tolerance: float = Field(default=0.01, ge=0)
+    horizon_days: int = Field(default=30, ge=1, le=730)
+    seed: int = 0
+    recent_feature: str | None = "recent_products"
+    recommender: RecommenderConfig = Field(default_factory=RecommenderConfig)
+
+    @field_validator("train")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        unknown = [name for name in value if name not in MODEL_JOBS]
+        if unknown:
+            raise ValueError(f"unknown model {unknown[0]!r} (known: {', '.join(MODEL_JOBS)})")
+        return value
 
 
 class CollectConfig(_Model):
