@@ -2,15 +2,18 @@
 
 Layout under the warehouse root (`<data_dir>/warehouse` unless configured):
 
-    events/date=YYYY-MM-DD/pPPPP-FIRST-LAST.parquet   applied events, by event date
-    items/items.parquet                                 the item catalog (imports)
-    features/<name>.parquet                             materialized feature tables
-    .lock                                               one writer or eraser at a time
+    events/date=YYYY-MM-DD/<id>.parquet   applied events, by event date
+    events/_manifest.json                 which events files are live, and how far each
+                                          log partition has been copied
+    items/items.parquet                   the item catalog (imports)
+    features/<name>.parquet               materialized feature tables
+    .lock                                 one writer or eraser at a time
 
-An events file holds the entries of one log partition between two offsets (its name
-says which), so the files themselves record how far the log has been copied, and a
-copy interrupted by a crash is redone under the same names. Files are written to a
-temporary name, flushed to disk and renamed, so a reader never sees half a file.
+The manifest is the table: readers see the files it lists and no others, and a change
+(a copy from the log, an erasure's rewrite, a compaction) becomes visible in one atomic
+rename of the manifest. A copy that crashes before it leaves files nobody reads; the
+next change under the lock deletes them. Because the manifest records each partition's
+copied position together with the files, nothing is copied twice or lost.
 
 Erasure rewrites the files that hold the person (see ADR 8): a tombstone filter would
 leave their events on disk for every tool that reads Parquet without our filter
@@ -24,11 +27,14 @@ import fcntl
 import logging
 import os
 import re
-from collections.abc import Collection, Iterator, Sequence
+import uuid
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -42,9 +48,18 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_EVENT_FILE = re.compile(r"^p(\d{4})-(\d{12})-(\d{12})\.parquet$")
+MANIFEST = "_manifest.json"
 FEATURE_TABLE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 ITEM_ID = "item_id"
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """The live events files (relative to `events/`) and, per log partition, the next
+    offset to copy."""
+
+    files: tuple[str, ...]
+    positions: dict[int, int]
 
 
 class Warehouse:
@@ -81,40 +96,61 @@ class Warehouse:
 
     # -- events -----------------------------------------------------------------------------
 
+    def manifest(self) -> Manifest:
+        """The live events files and the copied log positions."""
+        try:
+            data = orjson.loads((self.events_dir / MANIFEST).read_bytes())
+        except FileNotFoundError:
+            return Manifest((), {})
+        return Manifest(
+            tuple(data.get("files", ())),
+            {int(key): int(value) for key, value in data.get("positions", {}).items()},
+        )
+
+    def _commit(self, files: Sequence[str], positions: Mapping[int, int]) -> None:
+        """Replace the manifest (under the lock), then delete events files it no longer
+        lists (rewritten, compacted, or left by a crashed copy)."""
+        listed = sorted(set(files))
+        document = {"files": listed, "positions": {str(k): v for k, v in positions.items()}}
+        path = self.events_dir / MANIFEST
+        temporary = path.with_name(f".{MANIFEST}.tmp")
+        temporary.write_bytes(orjson.dumps(document))
+        _sync_file(temporary)
+        os.replace(temporary, path)
+        _sync_directory(path.parent)
+        live = set(listed)
+        for found in self.events_dir.glob("date=*/*.parquet"):
+            if self._relative(found) not in live:
+                found.unlink()
+
+    def _relative(self, path: Path) -> str:
+        return path.relative_to(self.events_dir).as_posix()
+
     def event_files(self) -> list[Path]:
-        """Every events file, in name order."""
-        return sorted(self.events_dir.glob("date=*/p*.parquet"))
+        """The live events files (those the manifest lists), in name order."""
+        return [self.events_dir / name for name in self.manifest().files]
 
-    def written_upto(self) -> dict[int, int]:
-        """Per log partition, the last offset some events file holds."""
-        upto: dict[int, int] = {}
-        for path in self.event_files():
-            match = _EVENT_FILE.match(path.name)
-            if match:
-                partition, last = int(match[1]), int(match[3])
-                upto[partition] = max(upto.get(partition, -1), last)
-        return upto
-
-    def write_events(self, table: pa.Table, *, partition: int) -> list[Path]:
-        """Write one partition's rows (ordered by offset) as one file per event date, named
-        by the offsets the rows span; call under `lock()`. The files written."""
-        if table.num_rows == 0:
-            return []
-        table = table.cast(EVENTS_SCHEMA)
-        first, last = pc.min(table["offset"]).as_py(), pc.max(table["offset"]).as_py()
-        moments = pc.coalesce(table["timestamp"], table["received_at"])
-        dates = pc.strftime(moments.cast(pa.timestamp("us", tz=UTC)), format="%Y-%m-%d")
-        dates = pc.fill_null(dates, "1970-01-01")
-        written = []
-        for date in sorted(pc.unique(dates).to_pylist()):
-            part = table.filter(pc.equal(dates, date))
-            path = (
-                self.events_dir
-                / f"date={date}"
-                / f"p{partition:04d}-{first:012d}-{last:012d}.parquet"
-            )
-            write_parquet(part, path)
-            written.append(path)
+    def append_events(self, table: pa.Table, positions: Mapping[int, int]) -> list[Path]:
+        """Add rows copied from the log, one new file per event date, and record each log
+        partition's copied position (`positions`: partition -> next offset) in the same
+        manifest change; call under `lock()`. The files written."""
+        manifest = self.manifest()
+        written: list[Path] = []
+        if table.num_rows:
+            table = table.cast(EVENTS_SCHEMA)
+            token = uuid.uuid4().hex[:16]
+            moments = pc.coalesce(table["timestamp"], table["received_at"])
+            dates = pc.strftime(moments.cast(pa.timestamp("us", tz=UTC)), format="%Y-%m-%d")
+            dates = pc.fill_null(dates, "1970-01-01")
+            for date in sorted(pc.unique(dates).to_pylist()):
+                path = self.events_dir / f"date={date}" / f"{token}.parquet"
+                write_parquet(table.filter(pc.equal(dates, date)), path, sync=False)
+                written.append(path)
+            os.sync()  # every new file on disk before the manifest names them
+        self._commit(
+            [*manifest.files, *(self._relative(path) for path in written)],
+            {**manifest.positions, **positions},
+        )
         return written
 
     def erase(
@@ -133,19 +169,32 @@ class Warehouse:
         people = pa.array(sorted(set(profile_ids)), pa.string())
         messages = pa.array(sorted(set(message_ids)), pa.string())
         routing = pa.array(sorted(set(keys)), pa.string())
+        matches = [
+            ("profile_id", people),
+            ("message_id", messages),
+            ("user_id", routing),
+            ("anonymous_id", routing),
+        ]
         with self.lock():
+            manifest = self.manifest()
+            files = list(manifest.files)
             for path in self._event_files_holding(people, messages, routing):
-                removed["events"] += _rewrite_without(
-                    path,
-                    [
-                        ("profile_id", people),
-                        ("message_id", messages),
-                        ("user_id", routing),
-                        ("anonymous_id", routing),
-                    ],
-                )
+                count, kept = _without(pq.read_table(path), matches)
+                if not count:
+                    continue
+                removed["events"] += count
+                files.remove(self._relative(path))
+                if kept.num_rows:
+                    replacement = path.with_name(f"{uuid.uuid4().hex[:16]}.parquet")
+                    write_parquet(kept, replacement)
+                    files.append(self._relative(replacement))
+                logger.info("erasure rewrote %s without %d rows", path.name, count)
+            self._commit(files, manifest.positions)
             for path in sorted(self.features_dir.glob("*.parquet")):
-                removed["features"] += _rewrite_without(path, [("profile_id", people)])
+                count, kept = _without(pq.read_table(path), [("profile_id", people)])
+                if count:
+                    removed["features"] += count
+                    write_parquet(kept, path)
         return removed
 
     def _event_files_holding(
@@ -296,25 +345,34 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def write_parquet(table: pa.Table, path: Path) -> None:
-    """Write a Parquet file whole: to a temporary name, flushed to disk, then renamed."""
+def write_parquet(table: pa.Table, path: Path, *, sync: bool = True) -> None:
+    """Write a Parquet file whole: to a temporary name, flushed to disk (unless the caller
+    syncs many at once), then renamed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
     pq.write_table(table, temporary, compression="zstd")
-    with open(temporary, "rb") as handle:
-        os.fsync(handle.fileno())
+    if sync:
+        _sync_file(temporary)
     os.replace(temporary, path)
-    directory = os.open(path.parent, os.O_RDONLY)
+    if sync:
+        _sync_directory(path.parent)
+
+
+def _sync_file(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _sync_directory(path: Path) -> None:
+    directory = os.open(path, os.O_RDONLY)
     try:
         os.fsync(directory)
     finally:
         os.close(directory)
 
 
-def _rewrite_without(path: Path, matches: Sequence[tuple[str, pa.Array]]) -> int:
-    """Rewrite `path` without the rows whose column is in the given values (or delete it
-    when no row is left); how many rows were removed."""
-    table = pq.read_table(path)
+def _without(table: pa.Table, matches: Sequence[tuple[str, pa.Array]]) -> tuple[int, pa.Table]:
+    """How many rows have a column in the given values, and the table without them."""
     drop = None
     for column, values in matches:
         if len(values) == 0 or column not in table.column_names:
@@ -322,17 +380,9 @@ def _rewrite_without(path: Path, matches: Sequence[tuple[str, pa.Array]]) -> int
         hit = pc.fill_null(pc.is_in(table[column].cast(pa.string()), value_set=values), False)
         drop = hit if drop is None else pc.or_(drop, hit)
     if drop is None:
-        return 0
+        return 0, table
     removed = int(pc.sum(drop).as_py() or 0)
-    if removed == 0:
-        return 0
-    kept = table.filter(pc.invert(drop))
-    if kept.num_rows == 0:
-        path.unlink()
-    else:
-        write_parquet(kept, path)
-    logger.info("erasure rewrote %s without %d rows", path.name, removed)
-    return removed
+    return removed, table.filter(pc.invert(drop)) if removed else table
 
 
 def _last_per_key(table: pa.Table, key: str) -> pa.Table:

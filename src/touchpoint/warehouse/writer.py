@@ -8,10 +8,10 @@ person each event was applied to (`profile_id`) is known.
 
 The log is the buffer: nothing is held in memory between runs. A run copies what is
 pending once there is at least `flush_rows` of it or its oldest entry is `flush_interval`
-old, so files stay large under a trickle of events. Files are named by the offsets they
-hold, and a run starts after the last offset any file holds, so a run cut short by a
-crash is redone and nothing is copied twice. The warehouse lock makes runs of several
-processes (serve, workers, the CLI) and erasures take turns.
+old, so files stay large under a trickle of events. The warehouse's manifest records the
+files and the copied positions in one change, so a run cut short by a crash is redone
+and nothing is copied twice. The warehouse lock makes runs of several processes (serve,
+workers, the CLI) and erasures take turns.
 """
 
 from __future__ import annotations
@@ -77,10 +77,10 @@ class WarehouseWriter:
     def pending(self) -> dict[int, tuple[int, int]]:
         """Per partition with something to copy, `(start, end)`: the next offset to copy and
         the processor's committed position."""
-        upto = self.warehouse.written_upto()
+        copied = self.warehouse.manifest().positions
         found = {}
         for partition in range(self.log.partitions):
-            start = max(self.log.committed(WAREHOUSE_GROUP, partition), upto.get(partition, -1) + 1)
+            start = copied.get(partition, 0)
             end = self.log.committed(self.follow_group, partition)
             if end > start:
                 found[partition] = (start, end)
@@ -97,10 +97,7 @@ class WarehouseWriter:
                 return SyncResult(skipped="empty")
             if not force and not self._due(pending):
                 return SyncResult(skipped="waiting")
-            rows = files = 0
-            for partition, (start, end) in sorted(pending.items()):
-                copied, written = self._copy(partition, start, end)
-                rows, files = rows + copied, files + written
+            rows, files = self._copy(pending)
         self.rows_written += rows
         self.last_sync_at = self._clock()
         if rows:
@@ -120,29 +117,33 @@ class WarehouseWriter:
         )
         return oldest is not None and self._clock() - oldest >= self.flush_interval
 
-    def _copy(self, partition: int, start: int, end: int) -> tuple[int, int]:
-        """Copy `[start, end)` of a partition in files of at most `max_file_rows`; commit the
-        warehouse group's position after each file."""
+    def _copy(self, pending: dict[int, tuple[int, int]]) -> tuple[int, int]:
+        """Copy the pending ranges, every partition into the same files, in steps of at
+        most `max_file_rows` rows; each step is one manifest change. (rows, files)."""
         rows = files = 0
-        position = start
         owners: dict[Identity, str | None] = {}
-        while position < end:
+        positions = {partition: start for partition, (start, _) in pending.items()}
+        while True:
             chunk: list[LogEntry] = []
-            while position < end and len(chunk) < self.max_file_rows:
-                page = self.log.read(partition, position, min(5_000, self.max_file_rows))
-                page = [entry for entry in page if entry.offset < end]
-                if not page:
-                    position = end
-                    break
-                chunk += page
-                position = page[-1].offset + 1
-            if not chunk:
-                break
+            moved: dict[int, int] = {}
+            for partition, (_, end) in sorted(pending.items()):
+                position = positions[partition]
+                while position < end and len(chunk) < self.max_file_rows:
+                    page = self.log.read(partition, position, 5_000)
+                    page = [entry for entry in page if entry.offset < end]
+                    if not page:
+                        position = end
+                        break
+                    chunk += page
+                    position = page[-1].offset + 1
+                if position != positions[partition]:
+                    moved[partition] = positions[partition] = position
+            if not moved:
+                return rows, files
             table = events_table(self._row(entry, owners) for entry in chunk)
-            files += len(self.warehouse.write_events(table, partition=partition))
+            files += len(self.warehouse.append_events(table, moved))
             rows += table.num_rows
-            self.log.commit(WAREHOUSE_GROUP, partition, chunk[-1].offset + 1)
-        return rows, files
+            self.log.commit_many(WAREHOUSE_GROUP, moved)
 
     def _row(self, entry: LogEntry, owners: dict[Identity, str | None]) -> dict[str, object]:
         event = orjson.loads(entry.payload)

@@ -49,7 +49,7 @@ def warehouse(tmp_path: Path) -> Warehouse:
         event(3, "bob", "Product Viewed", 40, product_id="hat", category="hats"),
         event(4, "bob", "Product Viewed", 0.5, product_id="hat", category="hats"),
     ]
-    store.write_events(events_table(rows), partition=0)
+    store.append_events(events_table(rows), {0: 5})
     return store
 
 
@@ -60,11 +60,22 @@ def test_an_empty_warehouse_answers_with_the_stable_schema(tmp_path: Path) -> No
     assert columns[: len(EVENTS_SCHEMA)] == EVENTS_SCHEMA.names
 
 
-def test_rows_land_in_one_file_per_date_named_by_their_offsets(warehouse: Warehouse) -> None:
-    names = {(path.parent.name, path.name) for path in warehouse.event_files()}
-    assert ("date=2026-11-18", "p0000-000000000001-000000000004.parquet") in names
-    assert len(names) == 4  # four distinct dates
-    assert warehouse.written_upto() == {0: 4}
+def test_rows_land_in_one_file_per_date_listed_by_the_manifest(warehouse: Warehouse) -> None:
+    dates = sorted(path.parent.name for path in warehouse.event_files())
+    assert dates == ["date=2026-10-11", "date=2026-11-17", "date=2026-11-18", "date=2026-11-19"]
+    assert warehouse.manifest().positions == {0: 5}
+
+
+def test_files_the_manifest_does_not_list_are_never_read(warehouse: Warehouse) -> None:
+    """What a copy that crashed before its manifest change left behind: invisible, then
+    deleted by the next change."""
+    live = warehouse.event_files()[0]
+    stray = live.with_name("crashed.parquet")
+    stray.write_bytes(live.read_bytes())
+    assert warehouse.query("SELECT count(*) AS n FROM events").to_pylist() == [{"n": 4}]
+    warehouse.append_events(events_table([event(5, "cy", "Product Viewed", 1)]), {0: 6})
+    assert not stray.exists()
+    assert warehouse.query("SELECT count(*) AS n FROM events").to_pylist() == [{"n": 5}]
 
 
 def test_typed_columns_and_the_interactions_view(warehouse: Warehouse) -> None:
