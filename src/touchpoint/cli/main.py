@@ -20,6 +20,8 @@ from touchpoint.cli.common import (
     open_settings,
     open_workspace,
 )
+from touchpoint.cli.imports import import_app
+from touchpoint.cli.models import models_app, train
 from touchpoint.cli.warehouse import sql, warehouse_app
 from touchpoint.core.errors import DefinitionError, TouchpointError
 from touchpoint.core.logs import configure_logging
@@ -34,6 +36,9 @@ config_app = typer.Typer(help="Workspace configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(warehouse_app, name="warehouse")
 app.command("sql")(sql)
+app.add_typer(models_app, name="models")
+app.add_typer(import_app, name="import")
+app.command("train")(train)
 
 
 def print_keys(settings: Settings, base_url: str) -> None:
