@@ -29,6 +29,8 @@ BENCHMARKS: dict[str, str] = {
     "ingest": "bench.ingest",
     "decide": "bench.decide",
     "server": "bench.server",
+    "movielens": "bench.movielens",
+    "cdnow": "bench.cdnow",
 }
 RESULTS = Path(__file__).with_name("RESULTS.md")
 

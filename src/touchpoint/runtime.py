@@ -7,12 +7,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from touchpoint.collect.ingest import Collector
 from touchpoint.collect.pii import IdentityHasher
 from touchpoint.collect.rejected import RejectedStore, build_rejected_store
 from touchpoint.core.clock import parse_duration
+from touchpoint.core.errors import InvalidInput
 from touchpoint.core.metrics import Metrics
 from touchpoint.core.services import Services
 from touchpoint.core.settings import Settings
@@ -30,6 +31,8 @@ from touchpoint.log import build_event_log
 from touchpoint.log.base import EventLog
 from touchpoint.log.coordination import Leases, PartitionCoordinator, SqliteLeases
 from touchpoint.log.sqlite import SqliteEventLog
+from touchpoint.models.metrics import ModelCollector
+from touchpoint.models.registry import ModelRegistry
 from touchpoint.profiles import build_profile_store
 from touchpoint.profiles.identity import IdentityResolver
 from touchpoint.profiles.sqlite import SqliteProfileStore
@@ -41,6 +44,9 @@ from touchpoint.stream.processor import StreamProcessor
 from touchpoint.warehouse import warehouse_root
 from touchpoint.warehouse.store import Warehouse
 from touchpoint.warehouse.writer import WarehouseWriter
+
+if TYPE_CHECKING:
+    from touchpoint.models.training import Trainer, TrainOutcome
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +73,7 @@ class Workspace:
     warehouse_writer: WarehouseWriter | None = None
     leases: Leases | None = None
     jobs: JobRunner | None = None
+    registry: ModelRegistry | None = None
 
     @property
     def local_stores(self) -> bool:
@@ -176,6 +183,17 @@ class Workspace:
                 flush_rows=config.warehouse.flush_rows,
                 flush_interval=parse_duration(config.warehouse.flush_interval).total_seconds(),
             )
+        registry = ModelRegistry(data_dir / "models")
+        if warehouse is not None:
+            from touchpoint.models.recommend.catalog import load_recommender
+            from touchpoint.models.serving import RecommendationService
+
+            decider.recommendations = RecommendationService(
+                registry,
+                load_recommender,
+                warehouse=warehouse,
+                recent_feature=config.recent_items_feature(),
+            )
         eraser = Eraser(
             log=log,
             warehouse=warehouse,
@@ -204,8 +222,10 @@ class Workspace:
             services=services,
             warehouse=warehouse,
             warehouse_writer=writer,
+            registry=registry,
         )
         metrics.registry.register(WorkspaceCollector(workspace))
+        metrics.registry.register(ModelCollector(registry))
         return workspace
 
     def share_partitions(self, *, member: str | None = None) -> PartitionCoordinator:
@@ -247,6 +267,40 @@ class Workspace:
             self.jobs = JobRunner(jobs)
         self.jobs.start()
         return self.jobs
+
+    def trainer(self) -> Trainer:
+        """A Trainer of this workspace's models (see models.training)."""
+        from touchpoint.models.training import Trainer
+
+        if self.warehouse is None or self.registry is None:
+            raise InvalidInput(
+                "models need the warehouse (warehouse.enabled: false)",
+                details={"field": "warehouse.enabled"},
+            )
+        config = self.settings.config
+        return Trainer(
+            config=config,
+            warehouse=self.warehouse,
+            registry=self.registry,
+            profiles=self.profiles,
+            writer=self.warehouse_writer,
+            seed=config.models.seed,
+        )
+
+    def train_on_schedule(self) -> list[TrainOutcome]:
+        """The scheduled retraining: one process of the workspace trains at a time (the
+        others find the lock taken and skip this turn)."""
+        assert self.registry is not None
+        with self.registry.exclusive("training") as held:
+            if not held:
+                logger.info("scheduled training skipped: another process is training")
+                return []
+            outcomes = self.trainer().run()
+        for outcome in outcomes:
+            logger.info(
+                "scheduled training: %s %s (%s)", outcome.model, outcome.status, outcome.reason
+            )
+        return outcomes
 
     def export_person(self, kind: str, value: str, *, actor: str) -> dict[str, Any]:
         """Everything this workspace holds about a person (see govern.export), audited."""

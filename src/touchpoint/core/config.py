@@ -29,6 +29,7 @@ from touchpoint.core.errors import DefinitionError, format_location
 
 DEFAULT_DATA_DIR = "./touchpoint-data"
 DEFAULT_SOURCE = "default"
+ITEM_PROPERTIES = ("product_id", "item_id", "sku")
 
 
 class _Model(BaseModel):
@@ -333,7 +334,8 @@ class ModelsConfig(_Model):
     worse (absolute, in the model's validation metric) a new version may be and still
     replace the serving one; `horizon_days`: the window propensity, churn and lifetime value
     predict; `recent_feature`: the profile feature (a `last_distinct` of item ids) that
-    holds the session's recent items for recommendations.
+    holds the session's recent items for recommendations (default: the first
+    `last_distinct` feature of `product_id`, `item_id` or `sku`).
     """
 
     purchase_event: str = "Order Completed"
@@ -352,7 +354,7 @@ class ModelsConfig(_Model):
     tolerance: float = Field(default=0.01, ge=0)
     horizon_days: int = Field(default=30, ge=1, le=730)
     seed: int = 0
-    recent_feature: str | None = "recent_products"
+    recent_feature: str | None = None
     recommender: RecommenderConfig = Field(default_factory=RecommenderConfig)
 
     @field_validator("train")
@@ -422,6 +424,15 @@ class TouchpointConfig(_Model):
     def definitions(self) -> Definitions:
         """The versioned part of this file: placements and content."""
         return Definitions(placements=self.placements, content=self.content)
+
+    def recent_items_feature(self) -> str | None:
+        """The feature with a person's recent item ids (see ModelsConfig.recent_feature)."""
+        if self.models.recent_feature is not None:
+            return self.models.recent_feature
+        for feature in self.features:
+            if feature.type == "last_distinct" and feature.property in ITEM_PROPERTIES:
+                return feature.name
+        return None
 
     def store_type(self, store: StoreConfig) -> Literal["sqlite", "postgres"]:
         """The backend a store runs on once `auto` is resolved."""

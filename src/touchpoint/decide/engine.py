@@ -517,7 +517,9 @@ class Decider:
                         k=slot.k,
                     )
                 except Exception:
-                    logger.exception("recommender %s failed; content %s skipped", slot.model, item.id)
+                    logger.exception(
+                        "recommender %s failed; content %s skipped", slot.model, item.id
+                    )
             person.recommended[key] = found
         filled = person.recommended[key]
         return filled is not None and len(filled.items) >= slot.min_items

@@ -230,6 +230,21 @@ class ModelRegistry:
                 logger.exception("cannot load %s version %s; trying the previous one", name, number)
         return None
 
+    @contextlib.contextmanager
+    def exclusive(self, name: str) -> Iterator[bool]:
+        """A lock across the processes of one machine for a job (`training`): yields False
+        at once when another process holds it."""
+        with open(self.root / f".{_check_name(name)}.lock", "a+b") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     # -- internals ------------------------------------------------------------------------------
 
     @contextlib.contextmanager

@@ -63,7 +63,7 @@ class RecommendationService:
         loader: Loader,
         *,
         warehouse: Warehouse | None = None,
-        recent_feature: str | None = "recent_products",
+        recent_feature: str | None = None,
         check_interval: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
