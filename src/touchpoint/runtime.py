@@ -257,13 +257,14 @@ class Workspace:
         training on its schedule): `serve` with its processor and `worker` call this."""
         if self.jobs is None:
             jobs = []
-            if self.warehouse_writer is not None:
+            writer = self.warehouse_writer
+            if writer is not None:
                 interval = parse_duration(self.settings.config.warehouse.sync_interval)
-                jobs.append(
-                    PeriodicJob(
-                        "warehouse", interval.total_seconds(), self.warehouse_writer.run_once
-                    )
-                )
+                jobs.append(PeriodicJob("warehouse", interval.total_seconds(), writer.run_once))
+            schedule = self.settings.config.models.schedule
+            if schedule is not None and self.warehouse is not None:
+                every = parse_duration(schedule.every).total_seconds()
+                jobs.append(PeriodicJob("models", every, self.train_on_schedule))
             self.jobs = JobRunner(jobs)
         self.jobs.start()
         return self.jobs

@@ -16,6 +16,7 @@ the family everyone the new run did not place (erased, merged away, no longer sc
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -88,7 +89,12 @@ class ProfileOutputs:
             for name in remove:
                 if name not in values:
                     profile.scores.pop(name, None)
-            profile.scores.update({name: _plain(value) for name, value in values.items()})
+            for name, value in values.items():
+                number = _plain(value)
+                if isinstance(number, float) and not math.isfinite(number):
+                    profile.scores.pop(name, None)  # a model's NaN is no score, not a 0
+                else:
+                    profile.scores[name] = number
             return profile.scores != before
 
         changed, missing = self._each(scores, change)

@@ -89,3 +89,12 @@ def test_an_unknown_segment_for_the_family_is_refused(workspace: Workspace) -> N
         assert "vip" in str(error)
     else:
         raise AssertionError("expected a ValueError")
+
+
+def test_a_non_finite_score_is_left_out(workspace: Workspace) -> None:
+    ids = people(workspace, "ada")
+    outputs = ProfileOutputs(workspace.profiles)
+    outputs.write_scores({ids["ada"]: {"p_active": 0.5, "clv": 3.0}})
+    outputs.write_scores({ids["ada"]: {"p_active": float("nan"), "clv": 4.0}})
+    ada = workspace.profiles.get(ids["ada"])
+    assert ada is not None and ada.scores == {"clv": 4.0}

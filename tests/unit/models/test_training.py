@@ -125,6 +125,16 @@ def test_a_second_run_records_drift_against_the_serving_version(
     # The same data: nothing drifted, and the validation metric is the same.
     assert max(item["psi"] for item in second.drift) < 0.1
     assert outcomes[0].status == "promoted"
+    # /metrics reads the serving version, its metrics and its drift from the registry.
+    sample = shop.metrics.registry.get_sample_value
+    assert sample("touchpoint_model_version", {"model": "propensity"}) == 2
+    assert sample("touchpoint_model_metric", {"model": "propensity", "metric": "auc"}) == (
+        pytest.approx(second.metrics["auc"])
+    )
+    feature = second.drift[0]["feature"]
+    labels = {"model": "propensity", "feature": feature}
+    assert sample("touchpoint_model_feature_psi", labels) == pytest.approx(second.drift[0]["psi"])
+    assert sample("touchpoint_model_feature_ks", labels) is not None
 
 
 def test_an_unknown_model_is_refused(shop: Workspace) -> None:
