@@ -259,7 +259,8 @@ class Warehouse:
     # -- SQL ----------------------------------------------------------------------------------
 
     def connect(self) -> duckdb.DuckDBPyConnection:
-        """A new in-memory DuckDB connection with the warehouse's views: `events`, `items`,
+        """A new in-memory DuckDB connection with the warehouse's views: `events` (each
+        message id once, as first copied), `items`,
         `interactions` (person, item, event, time, one row per item touched, order lines
         unnested) and one per feature table. Close it when done."""
         import duckdb
@@ -268,9 +269,13 @@ class Warehouse:
         files = self.event_files()
         if files:
             listed = ", ".join(_quote(str(path)) for path in files)
+            # Each message once: the log's dedup window is finite, so an event sent again
+            # (or imported again) after it is appended, and copied, a second time.
             connection.execute(
                 "CREATE VIEW events AS SELECT * FROM read_parquet("
-                f"[{listed}], hive_partitioning = true, union_by_name = true)"
+                f"[{listed}], hive_partitioning = true, union_by_name = true) "
+                'QUALIFY row_number() OVER (PARTITION BY message_id ORDER BY "partition", '
+                '"offset") = 1'
             )
         else:
             connection.register("_no_events", EVENTS_SCHEMA.empty_table())

@@ -152,3 +152,13 @@ def test_items_are_upserted_by_id(warehouse: Warehouse) -> None:
 def test_feature_table_names_are_checked(warehouse: Warehouse) -> None:
     with pytest.raises(InvalidInput):
         warehouse.write_feature_table("../escape", pa.table({"a": [1]}))
+
+
+def test_a_message_copied_twice_is_one_event(warehouse: Warehouse) -> None:
+    """Sent again after the log's dedup window: appended and copied again, counted once."""
+    again = event(9, "ada", "Product Viewed", 3, product_id="shoe", category="shoes")
+    again["message_id"] = "m1"
+    warehouse.append_events(events_table([again]), {0: 10})
+    rows = warehouse.query("SELECT \"offset\" FROM events WHERE message_id = 'm1'").to_pylist()
+    assert rows == [{"offset": 1}]
+    assert warehouse.query("SELECT count(*) AS n FROM events").to_pylist() == [{"n": 4}]
