@@ -182,6 +182,23 @@ def _recs_content(catalog: Catalog) -> list[dict[str, Any]]:
             "description": "Viewed running shoes in the last 7 days.",
         }
     ]
+    items.append(
+        {
+            "id": "recs_for_you",
+            "placements": ["product_recs"],
+            "tags": ["recs"],
+            "priority": 25,
+            "eligibility": "recommendations exists",
+            "recommendations": {"k": CARDS_PER_PLACEMENT, "min_items": CARDS_PER_PLACEMENT},
+            "payload": {"title": "Picked for you"},
+            "template": title
+            + '<div class="tp-cards">{% for p in items %}'
+            + _CARD
+            + "{% endfor %}</div>",
+            "description": "Recommended by the trained model (touchpoint train) for people "
+            "active recently; the rules below for everyone else.",
+        }
+    )
     for category in catalog.categories:
         items.append(
             {

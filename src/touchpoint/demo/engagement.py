@@ -97,7 +97,9 @@ def reactions(
         if rng.random() >= CONVERSION_RATE:
             continue
         payload = shown.get("payload")
-        products = payload.get("products") if isinstance(payload, Mapping) else None
+        products = None
+        if isinstance(payload, Mapping):  # rule content lists `products`, recommended `items`
+            products = payload.get("products") or payload.get("items")
         if name == "product_recs" and isinstance(products, list) and products:
             product = rng.choice(products)
             if isinstance(product, Mapping):

@@ -38,6 +38,7 @@ from touchpoint.core.settings import Settings, load_settings
 from touchpoint.demo.catalog import build_catalog
 from touchpoint.demo.content import DEMO_PLACEMENTS
 from touchpoint.demo.engagement import Engagement, engage
+from touchpoint.demo.models import show_models, train_demo_models
 from touchpoint.demo.server import BackgroundServer, wait_for_processor
 from touchpoint.demo.showcase import identity_of, pick_showcase, showcase_document, write_showcase
 from touchpoint.demo.simulate import simulate_journeys
@@ -273,6 +274,8 @@ def run_demo(
             console.print("  (these events were already loaded in this data directory)")
         caught_up = wait_for_processor(base_url)
         console.print(f"The stream processor caught up {caught_up:.1f} s after the last batch.")
+        console.print("Training models on the warehouse (touchpoint train) ...")
+        show_models(console, train_demo_models(server.workspace, catalog))
         shown = {visitor.value for visitor in showcase}
         others = [identity_of(j) for j in journeys if identity_of(j)[1] not in shown]
         rng = random.Random(seed)  # noqa: S311 (simulation, not secrets)

@@ -9,11 +9,15 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import httpx
 
 from touchpoint.core.errors import TouchpointError
 from touchpoint.core.settings import Settings
+
+if TYPE_CHECKING:
+    from touchpoint.runtime import Workspace
 
 
 class DemoError(TouchpointError):
@@ -31,9 +35,8 @@ class BackgroundServer:
 
         from touchpoint.api.app import create_app
 
-        config = uvicorn.Config(
-            create_app(settings), host=host, port=port, log_config=None, access_log=False
-        )
+        self.app = create_app(settings)
+        config = uvicorn.Config(self.app, host=host, port=port, log_config=None, access_log=False)
         self.server = uvicorn.Server(config)
         self.base_url = f"http://{host}:{port}"
         self.thread = threading.Thread(target=self.server.run, name="demo-server", daemon=True)
@@ -54,6 +57,12 @@ class BackgroundServer:
             time.sleep(0.05)
         self.stop()
         raise DemoError(f"the server did not answer {self.base_url}/healthz in {timeout:.0f} s")
+
+    @property
+    def workspace(self) -> Workspace:
+        """The workspace the server opened (once started)."""
+        opened: Workspace = self.app.state.workspace
+        return opened
 
     def stop(self) -> None:
         """Ask uvicorn to shut down (lifespan closes the workspace) and wait for it."""

@@ -190,15 +190,17 @@ def show_profiles(
 
 
 def show_segments(console: Console, client: httpx.Client) -> dict[str, int]:
-    """Segment sizes (the client carries the secret key)."""
+    """Segment sizes (the client carries the secret key): the real-time ones with their
+    condition, then the batch ones with the model that wrote them."""
     listed = client.get("/v1/segments").json().get("segments", [])
     sizes = {item["name"]: int(item["size"]) for item in listed}
     table = Table(title="Segments (GET /v1/segments)")
     table.add_column("segment")
     table.add_column("size", justify="right")
-    table.add_column("condition")
+    table.add_column("condition, or the model that wrote it")
     for item in listed:
-        table.add_row(item["name"], str(item["size"]), escape(str(item["condition"])))
+        rule = item.get("condition") if item.get("kind") != "batch" else f"model {item['model']}"
+        table.add_row(item["name"], str(item["size"]), escape(str(rule)))
     console.print(table)
     return sizes
 

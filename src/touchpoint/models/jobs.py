@@ -276,7 +276,8 @@ def train_lifetime(trainer: Trainer, data: TrainingData) -> Fitted:
     days = trainer.config.models.horizon_days
     frame = trainer.warehouse.frame(
         "SELECT profile_id AS person_id, timestamp AS date, coalesce(value, 0.0) AS amount "
-        "FROM events WHERE event = $1 AND profile_id IS NOT NULL AND timestamp < $2",
+        "FROM events WHERE event = $1 AND profile_id IS NOT NULL AND timestamp < $2 "
+        "ORDER BY person_id, date, amount",
         [trainer.config.models.purchase_event, data.as_of],
     )
     if len(frame) == 0:
@@ -350,7 +351,7 @@ def _interactions_frame(trainer: Trainer, data: TrainingData) -> pd.DataFrame:
     weights = trainer.config.models.interaction_weights
     frame = trainer.warehouse.frame(
         "SELECT profile_id AS person_id, item_id, event, timestamp FROM interactions "
-        "WHERE timestamp < $1",
+        "WHERE timestamp < $1 ORDER BY person_id, timestamp, item_id, event",
         [data.as_of],
     )
     frame = frame[frame["event"].isin(list(weights))]

@@ -22,7 +22,8 @@ def profile_document(profile: Profile, engine: FeatureEngine, now: datetime) -> 
 
     Keys: `profile_id`, `identities` ({kind: [values]}), `traits`, `features` (values at
     `now`), `segments` (member names, sorted), `segment_memberships` ({name: entered_at}),
-    `consent`, `scores`, `recommendations` (the precomputed item ids, best first),
+    `consent`, `scores`, `recommendations` (the precomputed item ids, best first; absent
+    when there are none, so `recommendations exists` says whether there are),
     `first_seen`, `last_seen`, `created_at`, and `profile`
     ({id, first_seen, last_seen}) for conditions written as `profile.last_seen`.
     The document shares nothing mutable with the profile.
@@ -30,7 +31,7 @@ def profile_document(profile: Profile, engine: FeatureEngine, now: datetime) -> 
     identities: dict[str, list[str]] = {}
     for identity in profile.identities:
         identities.setdefault(identity.kind, []).append(identity.value)
-    return {
+    document = {
         "profile_id": profile.profile_id,
         "identities": identities,
         "traits": dict(profile.traits),
@@ -39,7 +40,6 @@ def profile_document(profile: Profile, engine: FeatureEngine, now: datetime) -> 
         "segment_memberships": dict(profile.segments),
         "consent": dict(profile.consent),
         "scores": dict(profile.scores),
-        "recommendations": [item["item_id"] for item in profile.recommendations.get("items", ())],
         "first_seen": profile.first_seen,
         "last_seen": profile.last_seen,
         "created_at": profile.created_at,
@@ -49,3 +49,7 @@ def profile_document(profile: Profile, engine: FeatureEngine, now: datetime) -> 
             "last_seen": profile.last_seen,
         },
     }
+    items = profile.recommendations.get("items")
+    if items:
+        document["recommendations"] = [item["item_id"] for item in items]
+    return document
