@@ -8,6 +8,7 @@ RESULTS.md, with its error, and the others still run.
     python -m bench.run --quick          # shorter phases, for a smoke test
     python -m bench.run --only ingest --output /tmp/RESULTS.md
     python -m bench.run --only decide
+    python -m bench.run --only models --merge   # re-run one, keep the others' figures
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ BENCHMARKS: dict[str, str] = {
     "server": "bench.server",
     "movielens": "bench.movielens",
     "cdnow": "bench.cdnow",
+    "models": "bench.models",
 }
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
@@ -80,12 +82,43 @@ def render(sections: list[Section], machine: dict[str, str], seconds: float) -> 
     return "\n".join(lines) + "\n"
 
 
+def _sections(text: str) -> tuple[str, dict[str, str]]:
+    """(everything before the first benchmark section, {title: section text}) of a results
+    file; the Machine section counts as part of the head."""
+    parts = text.split("\n## ")
+    head, sections = parts[0], {}
+    for part in parts[1:]:
+        title = part.split("\n", 1)[0]
+        if title == "Machine":
+            head += "\n## " + part
+        else:
+            sections[title] = "## " + part
+    return head, sections
+
+
+def merge(old: str, new: str) -> str:
+    """The old results with the new run's sections in place of (or after) theirs; the head
+    keeps the full run's machine and says which sections a later partial run replaced."""
+    old_head, old_sections = _sections(old)
+    new_head, new_sections = _sections(new)
+    dated = [line for line in new_head.splitlines() if line.startswith(("- date:", "- load"))]
+    when = "; ".join(line.removeprefix("- ") for line in dated)
+    note = f"- re-run later by a partial run (`--merge`, {when}): {', '.join(new_sections)}"
+    body = "\n".join(section.rstrip("\n") for section in {**old_sections, **new_sections}.values())
+    return old_head.rstrip("\n") + "\n" + note + "\n\n" + body + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the chosen benchmarks, write the results file, print it."""
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
     parser.add_argument("--only", action="append", choices=sorted(BENCHMARKS))
     parser.add_argument("--quick", action="store_true", help="shorter phases (smoke test)")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="replace only the sections run in the existing output, keep the others",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -96,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         logger.info("running %s", name)
         sections.append(run_benchmark(name, options))
     text = render(sections, machine_description(), time.perf_counter() - started)
+    if args.merge and args.output.exists():
+        text = merge(args.output.read_text(encoding="utf-8"), text)
     args.output.write_text(text, encoding="utf-8")
     sys.stdout.write(text)
     return 1 if any(section.title.endswith("(FAILED)") for section in sections) else 0
