@@ -4,12 +4,9 @@ Both are the same model on different labels: "orders in the next `horizon`" (pro
 and "no order, or no activity at all, in the next `horizon`" among people active before
 the cutoff (churn). The split is by time, never by row:
 
-- `time_split(features_at, labels_at, end=..., horizon=...)`: the training frame is the
-  feature table as of `end - 2 * horizon` labelled with what happened in the following
-  horizon, the validation frame the table as of `end - horizon` labelled with the last
-  horizon. `purchase_labels`, `churn_labels` and `churn_population` build the labels and
-  the churn population from two snapshots of the feature table, so `features_at` alone is
-  enough.
+- `time_split` and the label builders (`touchpoint.models.labels`): train on the feature
+  table as of `end - 2 * horizon`, validate on it as of `end - horizon`, each labelled with
+  the horizon after its cutoff.
 - `train_propensity(train, validation)`: LightGBM (deterministic: `seed`,
   `deterministic=True`, `force_row_wise=True`, `num_threads` <= 2), early stopping on a
   stratified slice of the training frame.
@@ -24,7 +21,10 @@ the cutoff (churn). The split is by time, never by row:
   base rate between cutoffs shows as calibration error in the report, as it would in use.
 - The report (validation only): AUC, Brier score, log loss, expected calibration error and
   a reliability table, beside the same figures for the uncalibrated model and for the
-  training base rate predicted for everyone.
+  training base rate predicted for everyone. The map and the figures are in
+  `touchpoint.models.calibration`.
+
+This module holds what is LightGBM-specific.
 
 Too few positives or negatives (below `min_class_count` in either frame) is `NotEnoughData`.
 Saved as LightGBM's text model plus JSON (calibration, features, report), never pickle.
@@ -34,9 +34,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -45,10 +44,25 @@ import numpy.typing as npt
 import pandas as pd
 
 from touchpoint.core.errors import InvalidInput
+from touchpoint.models.calibration import (
+    Calibration,
+    ReliabilityBin,
+    auc,
+    brier_score,
+    fit_calibration,
+    log_loss,
+    reliability_table,
+    sigmoid,
+)
 from touchpoint.models.errors import NotEnoughData
+from touchpoint.models.labels import (
+    LabelledFrame,
+    numeric_column,
+)
 
 if TYPE_CHECKING:
     import lightgbm
+
 
 logger = logging.getLogger(__name__)
 
@@ -75,142 +89,6 @@ MODEL_FILE = "model.txt"
 METADATA_FILE = "propensity.json"
 FORMAT_VERSION = 1
 
-FeaturesAt = Callable[[datetime], pd.DataFrame]
-LabelsAt = Callable[[datetime, timedelta], pd.Series]
-Population = Callable[[pd.DataFrame], npt.NDArray[np.bool_]]
-ChurnBasis = Literal["orders", "activity"]
-
-
-@dataclass(frozen=True)
-class LabelledFrame:
-    """Feature rows and their 0/1 labels, row for row, as of one cutoff."""
-
-    features: pd.DataFrame
-    labels: npt.NDArray[np.int8]
-    as_of: datetime | None = None
-
-    def __post_init__(self) -> None:
-        if len(self.labels) != len(self.features):
-            raise InvalidInput(
-                f"{len(self.labels)} labels for {len(self.features)} rows",
-                details={"field": "labels"},
-            )
-
-    @classmethod
-    def from_labels(
-        cls,
-        features: pd.DataFrame,
-        labels: pd.Series,
-        *,
-        id_column: str = "profile_id",
-        as_of: datetime | None = None,
-    ) -> LabelledFrame:
-        """Align labels indexed by person id with the feature rows; a person absent from
-        `labels` is a negative (a labels function may list only the positives)."""
-        if id_column not in features.columns:
-            raise InvalidInput(f"column {id_column!r} is missing", details={"field": id_column})
-        if labels.index.has_duplicates:
-            raise InvalidInput("labels list a person twice", details={"field": "labels"})
-        aligned = labels.reindex(features[id_column].to_numpy()).fillna(0)
-        values = pd.to_numeric(aligned, errors="coerce").to_numpy(dtype=np.float64)
-        if not np.isin(values, (0.0, 1.0)).all():
-            raise InvalidInput("labels must be 0/1 or booleans", details={"field": "labels"})
-        return cls(features.reset_index(drop=True), values.astype(np.int8), as_of)
-
-
-@dataclass(frozen=True)
-class TimeSplit:
-    """Training and validation frames at two cutoffs one horizon apart."""
-
-    train: LabelledFrame
-    validation: LabelledFrame
-    horizon: timedelta
-
-
-def time_split(
-    features_at: FeaturesAt,
-    labels_at: LabelsAt,
-    *,
-    end: datetime,
-    horizon: timedelta,
-    population: Population | None = None,
-    id_column: str = "profile_id",
-) -> TimeSplit:
-    """Train at `end - 2 * horizon`, validate at `end - horizon`, each labelled with the
-    horizon after its cutoff; `population` keeps only the rows it accepts (the churn
-    population). `features_at` is called for each cutoff (and by snapshot labels again):
-    wrap it in `functools.lru_cache` when it is expensive."""
-    if horizon <= timedelta(0):
-        raise InvalidInput("horizon must be positive", details={"field": "horizon"})
-    frames = []
-    for as_of in (end - 2 * horizon, end - horizon):
-        features = features_at(as_of)
-        if population is not None:
-            features = features[np.asarray(population(features), dtype=bool)]
-        labels = labels_at(as_of, horizon)
-        frames.append(LabelledFrame.from_labels(features, labels, id_column=id_column, as_of=as_of))
-    return TimeSplit(train=frames[0], validation=frames[1], horizon=horizon)
-
-
-def purchase_labels(
-    features_at: FeaturesAt, *, id_column: str = "profile_id", frequency: str = "frequency"
-) -> LabelsAt:
-    """Labels from two snapshots: 1 when a person's order count grew between `as_of` and
-    `as_of + horizon`."""
-
-    def labels_at(as_of: datetime, horizon: timedelta) -> pd.Series:
-        before = _by_person(features_at(as_of), id_column, frequency)
-        after = _by_person(features_at(as_of + horizon), id_column, frequency)
-        grown = after.fillna(0) - before.reindex(after.index).fillna(0)
-        return (grown > 0).astype(np.int8)
-
-    return labels_at
-
-
-def churn_labels(
-    features_at: FeaturesAt,
-    *,
-    basis: ChurnBasis = "orders",
-    id_column: str = "profile_id",
-    frequency: str = "frequency",
-    recency_days: str = "recency_days",
-) -> LabelsAt:
-    """Labels from two snapshots: 1 when a person placed no order (`basis="orders"`) or had
-    no event at all (`basis="activity"`) between `as_of` and `as_of + horizon`."""
-    ordered = purchase_labels(features_at, id_column=id_column, frequency=frequency)
-
-    def labels_at(as_of: datetime, horizon: timedelta) -> pd.Series:
-        if basis == "orders":
-            return (1 - ordered(as_of, horizon)).astype(np.int8)
-        after = _by_person(features_at(as_of + horizon), id_column, recency_days)
-        active = after <= horizon / timedelta(days=1)
-        return (~active).astype(np.int8)
-
-    return labels_at
-
-
-def churn_population(
-    *,
-    basis: ChurnBasis = "orders",
-    active_within_days: float | None = None,
-    frequency: str = "frequency",
-    days_since_last_order: str = "days_since_last_order",
-    recency_days: str = "recency_days",
-) -> Population:
-    """Who can churn: buyers (`basis="orders"`) or everyone seen (`"activity"`), optionally
-    only those whose last order (or event) is within `active_within_days` of the cutoff."""
-
-    def accepts(frame: pd.DataFrame) -> npt.NDArray[np.bool_]:
-        keep = np.ones(len(frame), dtype=bool)
-        if basis == "orders":
-            keep &= np.nan_to_num(_column(frame, frequency), nan=0.0) > 0
-        if active_within_days is not None:
-            days = _column(frame, days_since_last_order if basis == "orders" else recency_days)
-            keep &= np.nan_to_num(days, nan=np.inf) <= active_within_days
-        return keep
-
-    return accepts
-
 
 @dataclass(frozen=True)
 class PropensityParams:
@@ -229,40 +107,6 @@ class PropensityParams:
     min_class_count: int = 20
     reliability_bins: int = 10
     probability_floor: float = 1e-4
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """Raw LightGBM scores (log-odds) to probabilities: isotonic (`knots_x` -> `knots_y`,
-    linear between knots, flat beyond) or Platt (`sigmoid(slope * score + intercept)`),
-    clipped to [`floor`, 1 - `floor`] so no probability is exactly 0 or 1."""
-
-    method: Literal["isotonic", "platt"]
-    knots_x: tuple[float, ...] = ()
-    knots_y: tuple[float, ...] = ()
-    slope: float = 1.0
-    intercept: float = 0.0
-    floor: float = 1e-4
-
-    def apply(self, scores: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        """Calibrated probabilities of raw scores."""
-        if self.method == "isotonic":
-            probabilities = np.interp(scores, self.knots_x, self.knots_y)
-        else:
-            probabilities = _sigmoid(self.slope * scores + self.intercept)
-        return np.clip(probabilities, self.floor, 1.0 - self.floor)
-
-
-@dataclass(frozen=True)
-class ReliabilityBin:
-    """One bin of predicted probability on validation: its range, rows, mean prediction and
-    the observed positive rate."""
-
-    lower: float
-    upper: float
-    count: int
-    mean_predicted: float
-    observed_rate: float
 
 
 @dataclass(frozen=True)
@@ -401,7 +245,9 @@ def train_propensity(
         inside = folds != fold
         booster = _fit_booster(x_train[inside], y_train[inside], knobs, seed, rng, names)
         out_of_fold[~inside] = _raw_scores(booster, x_train[~inside], knobs.num_threads)
-    calibration = _fit_calibration(out_of_fold, y_train, knobs)
+    calibration = fit_calibration(
+        out_of_fold, y_train, method=knobs.calibration, floor=knobs.probability_floor
+    )
 
     final = _fit_booster(x_train, y_train, knobs, seed, rng, names)
     best_iteration = int(final.best_iteration or final.current_iteration())
@@ -427,35 +273,6 @@ def train_propensity(
     return replace(model, report=report)
 
 
-def reliability_table(
-    probabilities: npt.NDArray[np.float64], labels: npt.NDArray[np.int8], bins: int = 10
-) -> tuple[tuple[ReliabilityBin, ...], float]:
-    """Equal-width bins of predicted probability (empty bins left out) and the expected
-    calibration error: the row-weighted mean gap between mean prediction and observed rate."""
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    positions = np.clip(np.searchsorted(edges, probabilities, side="right") - 1, 0, bins - 1)
-    table = []
-    error = 0.0
-    for index in range(bins):
-        inside = positions == index
-        count = int(inside.sum())
-        if count == 0:
-            continue
-        predicted = float(probabilities[inside].mean())
-        observed = float(labels[inside].mean())
-        error += count / len(labels) * abs(predicted - observed)
-        table.append(
-            ReliabilityBin(
-                round(float(edges[index]), 10),
-                round(float(edges[index + 1]), 10),
-                count,
-                predicted,
-                observed,
-            )
-        )
-    return tuple(table), error
-
-
 def _report(
     model: PropensityModel,
     raw: npt.NDArray[np.float64],
@@ -468,10 +285,8 @@ def _report(
     booster: lightgbm.Booster,
     names: tuple[str, ...],
 ) -> PropensityReport:
-    from sklearn.metrics import roc_auc_score
-
     calibrated = model.calibration.apply(raw)
-    uncalibrated = _sigmoid(raw)
+    uncalibrated = sigmoid(raw)
     base_rate = np.full(len(y_valid), float(y_train.mean()))
     reliability, ece = reliability_table(calibrated, y_valid, knobs.reliability_bins)
     _, ece_uncalibrated = reliability_table(uncalibrated, y_valid, knobs.reliability_bins)
@@ -487,14 +302,14 @@ def _report(
         validation_as_of=validation.as_of.isoformat() if validation.as_of else None,
         best_iteration=best_iteration,
         calibration=knobs.calibration,
-        auc=float(roc_auc_score(y_valid, calibrated)),
-        auc_uncalibrated=float(roc_auc_score(y_valid, raw)),
-        brier=_brier(calibrated, y_valid),
-        brier_uncalibrated=_brier(uncalibrated, y_valid),
-        brier_base_rate=_brier(base_rate, y_valid),
-        log_loss=_log_loss(calibrated, y_valid),
-        log_loss_uncalibrated=_log_loss(uncalibrated, y_valid),
-        log_loss_base_rate=_log_loss(base_rate, y_valid),
+        auc=auc(calibrated, y_valid),
+        auc_uncalibrated=auc(raw, y_valid),
+        brier=brier_score(calibrated, y_valid),
+        brier_uncalibrated=brier_score(uncalibrated, y_valid),
+        brier_base_rate=brier_score(base_rate, y_valid),
+        log_loss=log_loss(calibrated, y_valid),
+        log_loss_uncalibrated=log_loss(uncalibrated, y_valid),
+        log_loss_base_rate=log_loss(base_rate, y_valid),
         expected_calibration_error=ece,
         expected_calibration_error_uncalibrated=ece_uncalibrated,
         reliability=reliability,
@@ -540,45 +355,6 @@ def _fit_booster(
     )
 
 
-def _fit_calibration(
-    scores: npt.NDArray[np.float64], labels: npt.NDArray[np.int8], knobs: PropensityParams
-) -> Calibration:
-    if knobs.calibration == "isotonic":
-        from sklearn.isotonic import IsotonicRegression
-
-        isotonic = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
-        isotonic.fit(scores, labels.astype(np.float64))
-        return Calibration(
-            method="isotonic",
-            knots_x=tuple(float(v) for v in isotonic.X_thresholds_),
-            knots_y=tuple(float(v) for v in isotonic.y_thresholds_),
-            floor=knobs.probability_floor,
-        )
-    slope, intercept = _platt(scores, labels)
-    return Calibration(
-        method="platt", slope=slope, intercept=intercept, floor=knobs.probability_floor
-    )
-
-
-def _platt(scores: npt.NDArray[np.float64], labels: npt.NDArray[np.int8]) -> tuple[float, float]:
-    """Platt scaling by Newton's method on the log loss, with Platt's smoothed targets
-    ((positives + 1) / (positives + 2) and 1 / (negatives + 2)) so it never overfits to 0/1."""
-    positives = float(labels.sum())
-    negatives = float(len(labels) - positives)
-    targets = np.where(labels == 1, (positives + 1) / (positives + 2), 1 / (negatives + 2))
-    design = np.column_stack([scores, np.ones(len(scores))])
-    weights = np.zeros(2)
-    for _ in range(100):
-        predicted = _sigmoid(design @ weights)
-        gradient = design.T @ (predicted - targets)
-        curvature = design.T @ (design * (predicted * (1 - predicted))[:, None])
-        step = np.linalg.solve(curvature + 1e-9 * np.eye(2), gradient)
-        weights -= step
-        if np.abs(step).max() < 1e-10:
-            break
-    return float(weights[0]), float(weights[1])
-
-
 def _stratified_folds(
     labels: npt.NDArray[np.int8],
     folds: int,
@@ -609,31 +385,10 @@ def _check_classes(labels: npt.NDArray[np.int8], frame: str, target: str, minimu
         )
 
 
-def _column(frame: pd.DataFrame, column: str) -> npt.NDArray[np.float64]:
-    if column not in frame.columns:
-        raise InvalidInput(f"column {column!r} is missing", details={"field": column})
-    series = frame[column]
-    if not (pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)):
-        raise InvalidInput(
-            f"column {column!r} must be numeric, not {series.dtype}", details={"field": column}
-        )
-    values: npt.NDArray[np.float64] = series.astype("float64").to_numpy(
-        dtype=np.float64, na_value=np.nan
-    )
-    return values
-
-
-def _by_person(frame: pd.DataFrame, id_column: str, column: str) -> pd.Series:
-    """One numeric column of a snapshot as float64, indexed by person id."""
-    if id_column not in frame.columns:
-        raise InvalidInput(f"column {id_column!r} is missing", details={"field": id_column})
-    return pd.Series(_column(frame, column), index=frame[id_column].to_numpy())
-
-
 def _matrix(frame: pd.DataFrame, names: Sequence[str]) -> npt.NDArray[np.float64]:
     if not names:
         raise InvalidInput("at least one feature is needed", details={"field": "features"})
-    return np.column_stack([_column(frame, name) for name in names])
+    return np.column_stack([numeric_column(frame, name) for name in names])
 
 
 def _raw_scores(
@@ -641,16 +396,3 @@ def _raw_scores(
 ) -> npt.NDArray[np.float64]:
     scores = booster.predict(matrix, raw_score=True, num_threads=threads)
     return np.asarray(scores, dtype=np.float64)
-
-
-def _sigmoid(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    return np.asarray(0.5 * (1.0 + np.tanh(0.5 * values)), dtype=np.float64)
-
-
-def _brier(probabilities: npt.NDArray[np.float64], labels: npt.NDArray[np.int8]) -> float:
-    return float(np.mean((probabilities - labels) ** 2))
-
-
-def _log_loss(probabilities: npt.NDArray[np.float64], labels: npt.NDArray[np.int8]) -> float:
-    clipped = np.clip(probabilities, 1e-15, 1 - 1e-15)
-    return float(-np.mean(labels * np.log(clipped) + (1 - labels) * np.log(1 - clipped)))

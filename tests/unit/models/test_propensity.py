@@ -12,19 +12,17 @@ import pandas as pd
 import pytest
 
 from touchpoint.core.errors import InvalidInput
+from touchpoint.models.calibration import reliability_table
 from touchpoint.models.errors import NotEnoughData
-from touchpoint.models.propensity import (
+from touchpoint.models.labels import (
     FeaturesAt,
     LabelledFrame,
-    PropensityModel,
-    PropensityParams,
     churn_labels,
     churn_population,
     purchase_labels,
-    reliability_table,
     time_split,
-    train_propensity,
 )
+from touchpoint.models.propensity import PropensityModel, PropensityParams, train_propensity
 
 FEATURES = ["views_7d", "frequency", "noise"]
 

@@ -20,14 +20,13 @@ def _classifier(trainer: Trainer, data: TrainingData, target: str) -> Fitted:
     `<target>_<h>d` for everyone in the feature table as of now."""
     import numpy as np
 
-    from touchpoint.models.propensity import (
-        PropensityModel,
+    from touchpoint.models.labels import (
         churn_labels,
         churn_population,
         purchase_labels,
         time_split,
-        train_propensity,
     )
+    from touchpoint.models.propensity import PropensityModel, train_propensity
     from touchpoint.models.training import Fitted
 
     days = trainer.config.models.horizon_days
