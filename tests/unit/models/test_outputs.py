@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.conftest import WRITE_KEY, drain
 from touchpoint.core.conditions import compile_condition
 from touchpoint.models.outputs import ProfileOutputs
@@ -12,6 +14,15 @@ from touchpoint.profiles.view import profile_document
 from touchpoint.runtime import Workspace
 
 RFM = ("rfm_champions", "rfm_at_risk", "rfm_lost")
+
+
+@pytest.fixture(params=["embedded", "server"])
+def workspace(request: pytest.FixtureRequest) -> Workspace:
+    """Each test on the embedded stores and in server mode (PostgreSQL stores, Redis Streams
+    log; skipped locally without the servers, a failure in CI)."""
+    name = "workspace" if request.param == "embedded" else "server_workspace"
+    opened: Workspace = request.getfixturevalue(name)
+    return opened
 
 
 def people(workspace: Workspace, *names: str) -> dict[str, str]:

@@ -5,9 +5,20 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
+
 from tests.conftest import WRITE_KEY, drain
 from touchpoint.runtime import Workspace
 from touchpoint.warehouse.writer import WAREHOUSE_GROUP
+
+
+@pytest.fixture(params=["embedded", "server"])
+def workspace(request: pytest.FixtureRequest) -> Workspace:
+    """Each test on the embedded stores and in server mode (PostgreSQL stores, Redis Streams
+    log; skipped locally without the servers, a failure in CI)."""
+    name = "workspace" if request.param == "embedded" else "server_workspace"
+    opened: Workspace = request.getfixturevalue(name)
+    return opened
 
 
 def collect(workspace: Workspace, *events: dict[str, Any]) -> None:
