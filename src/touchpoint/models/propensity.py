@@ -55,10 +55,9 @@ from touchpoint.models.calibration import (
     sigmoid,
 )
 from touchpoint.models.errors import NotEnoughData
-from touchpoint.models.labels import (
-    LabelledFrame,
-    numeric_column,
-)
+from touchpoint.models.frames import numeric_column
+from touchpoint.models.labels import LabelledFrame
+from touchpoint.warehouse.features import NUMERIC_PERSON_FEATURES
 
 if TYPE_CHECKING:
     import lightgbm
@@ -66,25 +65,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_PROPENSITY_FEATURES: tuple[str, ...] = (
-    "recency_days",
-    "tenure_days",
-    "frequency",
-    "monetary",
-    "average_order_value",
-    "days_since_last_order",
-    "orders_30d",
-    "orders_90d",
-    "revenue_30d",
-    "revenue_90d",
-    "events_7d",
-    "events_30d",
-    "views_7d",
-    "views_30d",
-    "cart_adds_30d",
-    "distinct_items_30d",
-    "active_days_30d",
-)
+# Every numeric column of the person feature table (warehouse.features).
+DEFAULT_PROPENSITY_FEATURES: tuple[str, ...] = NUMERIC_PERSON_FEATURES
 MODEL_FILE = "model.txt"
 METADATA_FILE = "propensity.json"
 FORMAT_VERSION = 1

@@ -38,7 +38,7 @@ import pandas as pd
 
 from touchpoint.core.errors import InvalidInput
 from touchpoint.models.errors import NotEnoughData
-from touchpoint.segments.rfm import numeric_column
+from touchpoint.models.frames import numeric_column
 
 logger = logging.getLogger(__name__)
 

@@ -29,7 +29,8 @@ import numpy as np
 import pandas as pd
 
 from touchpoint.core.errors import InvalidInput
-from touchpoint.segments.rfm import numeric_column, rank_percentiles
+from touchpoint.models.frames import numeric_column
+from touchpoint.segments.rfm import rank_percentiles
 
 logger = logging.getLogger(__name__)
 

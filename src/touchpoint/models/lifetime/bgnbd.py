@@ -12,17 +12,16 @@ Times are in the summary's unit (weeks by default): alpha and every `t` share it
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
 
 from touchpoint.core.errors import InvalidInput
 from touchpoint.models.errors import NotEnoughData
+from touchpoint.models.lifetime.stored import StoredPurchaseModel
 
 if TYPE_CHECKING:
     from touchpoint.models.lifetime.summary import CustomerSummary
@@ -95,9 +94,13 @@ def log_likelihood(
 
 
 @dataclass(frozen=True)
-class BgNbdModel:
+class BgNbdModel(StoredPurchaseModel):
     """A fitted BG/NBD: conditional expectations and the chance a person is still active.
     `unit_days` says what one unit of time is (7: weeks)."""
+
+    KIND: ClassVar[str] = "bgnbd"
+    LABEL: ClassVar[str] = "BG/NBD"
+    PARAMETERS: ClassVar[type[Any]] = BgNbdParameters
 
     params: BgNbdParameters
     unit_days: float = 7.0
@@ -149,44 +152,6 @@ class BgNbdModel:
         z = times / (alpha + times)
         tail = (1.0 - z) ** (a - 1.0) * hyp2f1(a + b - 1.0 - r, a - 1.0, a + b - 1.0, z)
         return np.asarray((a + b - 1.0) / (a - 1.0) * (1.0 - tail), dtype=np.float64)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready description (parameters, unit, fit quality)."""
-        return {
-            "model": "bgnbd",
-            "params": asdict(self.params),
-            "unit_days": self.unit_days,
-            "log_likelihood": self.log_likelihood,
-            "people": self.people,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> BgNbdModel:
-        """The model `to_dict` described; a wrong kind or missing parameter is
-        `InvalidInput`."""
-        if data.get("model") != "bgnbd":
-            raise InvalidInput("not a BG/NBD model file", details={"field": "model"})
-        try:
-            params = BgNbdParameters(**{k: float(v) for k, v in data["params"].items()})
-        except (KeyError, TypeError, ValueError) as error:
-            raise InvalidInput(
-                f"bad BG/NBD parameters: {error}", details={"field": "params"}
-            ) from error
-        return cls(
-            params,
-            unit_days=float(data.get("unit_days", 7.0)),
-            log_likelihood=float(data.get("log_likelihood", float("nan"))),
-            people=int(data.get("people", 0)),
-        )
-
-    def save(self, path: Path) -> None:
-        """Write the model as JSON (never pickle)."""
-        path.write_text(json.dumps(self.to_dict(), indent=2), encoding="utf-8")
-
-    @classmethod
-    def load(cls, path: Path) -> BgNbdModel:
-        """Read a model `save` wrote."""
-        return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
 
 
 def fit_bgnbd_arrays(

@@ -12,18 +12,16 @@ Gaussian hypergeometric closed form in log space. Times are in the summary's uni
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
 
-from touchpoint.core.errors import InvalidInput
 from touchpoint.models.errors import NotEnoughData
 from touchpoint.models.lifetime.bgnbd import MIN_PEOPLE, check_summary_arrays, distinct_histories
+from touchpoint.models.lifetime.stored import StoredPurchaseModel
 
 if TYPE_CHECKING:
     from touchpoint.models.lifetime.summary import CustomerSummary
@@ -97,8 +95,12 @@ def log_likelihood(
 
 
 @dataclass(frozen=True)
-class ParetoNbdModel:
+class ParetoNbdModel(StoredPurchaseModel):
     """A fitted Pareto/NBD: conditional expectations and the chance a person is active."""
+
+    KIND: ClassVar[str] = "pareto_nbd"
+    LABEL: ClassVar[str] = "Pareto/NBD"
+    PARAMETERS: ClassVar[type[Any]] = ParetoNbdParameters
 
     params: ParetoNbdParameters
     unit_days: float = 7.0
@@ -139,44 +141,6 @@ class ParetoNbdModel:
         rate = (r + x) / (alpha + big_t)
         active_total = rate * (beta + big_t) * horizon_factor
         return np.asarray(active_total * self.p_alive(x, t_x, big_t), dtype=np.float64)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready description (parameters, unit, fit quality)."""
-        return {
-            "model": "pareto_nbd",
-            "params": asdict(self.params),
-            "unit_days": self.unit_days,
-            "log_likelihood": self.log_likelihood,
-            "people": self.people,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ParetoNbdModel:
-        """The model `to_dict` described; a wrong kind or missing parameter is
-        `InvalidInput`."""
-        if data.get("model") != "pareto_nbd":
-            raise InvalidInput("not a Pareto/NBD model file", details={"field": "model"})
-        try:
-            params = ParetoNbdParameters(**{k: float(v) for k, v in data["params"].items()})
-        except (KeyError, TypeError, ValueError) as error:
-            raise InvalidInput(
-                f"bad Pareto/NBD parameters: {error}", details={"field": "params"}
-            ) from error
-        return cls(
-            params,
-            unit_days=float(data.get("unit_days", 7.0)),
-            log_likelihood=float(data.get("log_likelihood", float("nan"))),
-            people=int(data.get("people", 0)),
-        )
-
-    def save(self, path: Path) -> None:
-        """Write the model as JSON (never pickle)."""
-        path.write_text(json.dumps(self.to_dict(), indent=2), encoding="utf-8")
-
-    @classmethod
-    def load(cls, path: Path) -> ParetoNbdModel:
-        """Read a model `save` wrote."""
-        return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
 
 
 def fit_pareto_nbd(summary: CustomerSummary) -> ParetoNbdModel:
