@@ -17,12 +17,12 @@ serving one cannot be read, so a broken artifact never stops serving.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import re
 import shutil
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,6 +31,7 @@ import orjson
 
 from touchpoint.core.clock import isoformat, utcnow
 from touchpoint.core.errors import InvalidInput, NotFound
+from touchpoint.core.files import file_lock
 
 logger = logging.getLogger(__name__)
 
@@ -230,32 +231,18 @@ class ModelRegistry:
                 logger.exception("cannot load %s version %s; trying the previous one", name, number)
         return None
 
-    @contextlib.contextmanager
-    def exclusive(self, name: str) -> Iterator[bool]:
+    def exclusive(self, name: str) -> AbstractContextManager[bool]:
         """A lock across the processes of one machine for a job (`training`): yields False
         at once when another process holds it."""
-        with open(self.root / f".{_check_name(name)}.lock", "a+b") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                yield False
-                return
-            try:
-                yield True
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        return file_lock(self.root / f".{_check_name(name)}.lock", wait=False)
 
     # -- internals ------------------------------------------------------------------------------
 
     @contextlib.contextmanager
     def _lock(self, name: str) -> Iterator[None]:
         (self.root / name).mkdir(parents=True, exist_ok=True)
-        with open(self.root / name / ".lock", "a+b") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with file_lock(self.root / name / ".lock"):
+            yield
 
     def _state(self, name: str) -> dict[str, Any]:
         try:

@@ -22,13 +22,12 @@ leave their events on disk for every tool that reads Parquet without our filter
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
 import os
 import re
 import uuid
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
@@ -40,6 +39,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from touchpoint.core.errors import InvalidInput
+from touchpoint.core.files import file_lock
 from touchpoint.warehouse.schema import EVENTS_SCHEMA
 
 if TYPE_CHECKING:
@@ -79,20 +79,10 @@ class Warehouse:
 
     # -- locking ----------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def lock(self, *, wait: bool = True) -> Iterator[bool]:
+    def lock(self, *, wait: bool = True) -> AbstractContextManager[bool]:
         """Hold the warehouse's write lock for the block; yields False (without the lock)
         when `wait` is false and another process holds it."""
-        with open(self.root / ".lock", "a+b") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-            except BlockingIOError:
-                yield False
-                return
-            try:
-                yield True
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        return file_lock(self.root / ".lock", wait=wait)
 
     # -- events -----------------------------------------------------------------------------
 
