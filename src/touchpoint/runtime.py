@@ -161,16 +161,6 @@ class Workspace:
             sinks=[OutcomeSink(decisions, definitions)],
             tombstone_key=partial(tombstone_key, hasher),
         )
-        decider = Decider(
-            config=config,
-            definitions=definitions,
-            decisions=decisions,
-            profiles=profiles,
-            resolver=processor.resolver,
-            hasher=hasher,
-            features=processor.engine,
-            metrics=metrics,
-        )
         warehouse = writer = None
         if config.warehouse.enabled:
             warehouse = Warehouse(warehouse_root(settings))
@@ -184,16 +174,28 @@ class Workspace:
                 flush_interval=parse_duration(config.warehouse.flush_interval).total_seconds(),
             )
         registry = ModelRegistry(data_dir / "models")
+        recommendations = None
         if warehouse is not None:
             from touchpoint.models.recommend.catalog import load_recommender
             from touchpoint.models.serving import RecommendationService
 
-            decider.recommendations = RecommendationService(
+            recommendations = RecommendationService(
                 registry,
                 load_recommender,
                 warehouse=warehouse,
                 recent_feature=config.recent_items_feature(),
             )
+        decider = Decider(
+            config=config,
+            definitions=definitions,
+            decisions=decisions,
+            profiles=profiles,
+            resolver=processor.resolver,
+            hasher=hasher,
+            features=processor.engine,
+            metrics=metrics,
+            recommendations=recommendations,
+        )
         eraser = Eraser(
             log=log,
             warehouse=warehouse,

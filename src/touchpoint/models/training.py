@@ -156,8 +156,12 @@ class Trainer:
         if self.writer is not None:
             self.writer.run_once(force=True)
         tell("warehouse", "materializing feature tables")
-        materialize(self.warehouse, as_of=moment, names=self.names)
-        data = TrainingData(moment, self.features_at(moment), self.features_at)
+        import pyarrow as pa
+
+        people = self.features_at(moment)
+        table = pa.Table.from_pandas(people, preserve_index=False)
+        materialize(self.warehouse, as_of=moment, names=self.names, people=table)
+        data = TrainingData(moment, people, self.features_at)
         return [self._train(name, data, tell) for name in wanted]
 
     def _features_at(self, as_of: datetime) -> pd.DataFrame:

@@ -200,12 +200,18 @@ def item_features(
 
 
 def materialize(
-    warehouse: Warehouse, *, as_of: datetime | None = None, names: EventNames | None = None
+    warehouse: Warehouse,
+    *,
+    as_of: datetime | None = None,
+    names: EventNames | None = None,
+    people: pa.Table | None = None,
 ) -> dict[str, int]:
-    """Compute both feature tables as of `as_of` (default now) and replace the stored ones;
-    rows per table."""
+    """Compute both feature tables as of `as_of` (default now) and replace the stored ones
+    (`people`: the person table as of that cutoff, when the caller has it already); rows
+    per table."""
     moment = as_of or utcnow()
-    people = person_features(warehouse, as_of=moment, names=names)
+    if people is None:
+        people = person_features(warehouse, as_of=moment, names=names)
     items = item_features(warehouse, as_of=moment, names=names)
     warehouse.write_feature_table(PERSON_FEATURES, people)
     warehouse.write_feature_table(ITEM_FEATURES, items)
