@@ -134,9 +134,8 @@ class Warehouse:
             dates = pc.fill_null(dates, "1970-01-01")
             for date in sorted(pc.unique(dates).to_pylist()):
                 path = self.events_dir / f"date={date}" / f"{token}.parquet"
-                write_parquet(table.filter(pc.equal(dates, date)), path, sync=False)
+                write_parquet(table.filter(pc.equal(dates, date)), path)
                 written.append(path)
-            os.sync()  # every new file on disk before the manifest names them
         self._commit(
             [*manifest.files, *(self._relative(path) for path in written)],
             {**manifest.positions, **positions},
@@ -340,17 +339,16 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def write_parquet(table: pa.Table, path: Path, *, sync: bool = True) -> None:
-    """Write a Parquet file whole: to a temporary name, flushed to disk (unless the caller
-    syncs many at once), then renamed."""
+def write_parquet(table: pa.Table, path: Path) -> None:
+    """Write a Parquet file whole: to a temporary name, flushed to disk, then renamed (and
+    the rename flushed). Per file, not `os.sync()`: a system-wide flush would stall every
+    other writer on the machine (the log's and PostgreSQL's commits) for its duration."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
     pq.write_table(table, temporary, compression="zstd")
-    if sync:
-        _sync_file(temporary)
+    _sync_file(temporary)
     os.replace(temporary, path)
-    if sync:
-        _sync_directory(path.parent)
+    _sync_directory(path.parent)
 
 
 def _sync_file(path: Path) -> None:
