@@ -104,8 +104,17 @@ def merge(old: str, new: str) -> str:
     dated = [line for line in new_head.splitlines() if line.startswith(("- date:", "- load"))]
     when = "; ".join(line.removeprefix("- ") for line in dated)
     note = f"- re-run later by a partial run (`--merge`, {when}): {', '.join(new_sections)}"
+    head = []
+    for line in old_head.rstrip("\n").splitlines():
+        if line.startswith("- re-run later by a partial run"):  # drop what this run re-ran
+            prefix, _, names = line.partition("): ")
+            kept = [name for name in names.split(", ") if name not in new_sections]
+            if not kept:
+                continue
+            line = f"{prefix}): {', '.join(kept)}"
+        head.append(line)
     body = "\n".join(section.rstrip("\n") for section in {**old_sections, **new_sections}.values())
-    return old_head.rstrip("\n") + "\n" + note + "\n\n" + body + "\n"
+    return "\n".join(head) + "\n" + note + "\n\n" + body + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:

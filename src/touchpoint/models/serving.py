@@ -95,7 +95,9 @@ class RecommendationService:
         if loaded.model is not None:
             scored = loaded.model.recommend(profile_id or "", k, recent=recent)
             if scored:
-                source = "model" if profile_id else "session"
+                knows = getattr(loaded.model, "knows", None)
+                known = bool(profile_id) and (knows is None or bool(knows(profile_id)))
+                source = "model" if known else ("session" if recent else "popular")
                 pairs = [(entry.item_id, entry.score) for entry in scored]
                 return self._decorate(pairs, source, model, loaded)
         popular = self._popular_items()
