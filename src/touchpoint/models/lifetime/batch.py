@@ -23,7 +23,6 @@ import numpy as np
 
 from touchpoint.core.errors import InvalidInput
 from touchpoint.models.errors import NotEnoughData
-from touchpoint.models.lifetime.bgnbd import MIN_PEOPLE
 from touchpoint.models.lifetime.boosted import (
     BASE_MODELS,
     BaseModel,
@@ -32,6 +31,7 @@ from touchpoint.models.lifetime.boosted import (
     fit_boosted,
     predict_with_base,
 )
+from touchpoint.models.lifetime.fitting import MIN_PEOPLE
 from touchpoint.models.lifetime.gamma_gamma import fit_gamma_gamma, lifetime_value
 from touchpoint.models.lifetime.summary import CustomerSummary, purchase_days, summarize
 

@@ -17,10 +17,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import numpy.typing as npt
 
 from touchpoint.core.errors import InvalidInput
-from touchpoint.models.errors import NotEnoughData
+from touchpoint.models.lifetime.fitting import (
+    ArrayLike,
+    FloatArray,
+    check_enough_history,
+    check_summary_arrays,
+    distinct_histories,
+    float_arrays,
+    maximize_from_starts,
+)
 from touchpoint.models.lifetime.stored import StoredPurchaseModel
 
 if TYPE_CHECKING:
@@ -28,9 +35,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-FloatArray = npt.NDArray[np.float64]
-ArrayLike = float | FloatArray
-MIN_PEOPLE = 20
 # Starting points (r, alpha, a, b) tried in turn; the best likelihood wins. alpha is searched in
 # units of the data's mean age, so the same starts serve days and weeks.
 STARTS = ((1.0, 1.0, 1.0, 1.0), (0.25, 0.1, 0.8, 2.5), (2.0, 0.5, 0.3, 1.0))
@@ -46,42 +50,13 @@ class BgNbdParameters:
     b: float
 
 
-def _arrays(*values: ArrayLike) -> list[FloatArray]:
-    """Scalars and arrays as float arrays of one common (at least 1-d) shape."""
-    arrays = [np.atleast_1d(np.asarray(value, dtype=np.float64)) for value in values]
-    return [np.array(array) for array in np.broadcast_arrays(*arrays)]
-
-
-def check_summary_arrays(frequency: FloatArray, recency: FloatArray, age: FloatArray) -> None:
-    """Reject summaries no purchase history can produce (negative counts, recency beyond
-    age, repeat purchases with zero recency)."""
-    if np.any(frequency < 0) or np.any(frequency != np.round(frequency)):
-        raise InvalidInput("frequency must be whole and ≥ 0", details={"field": "frequency"})
-    if np.any(recency < 0) or np.any(recency > age + 1e-9):
-        raise InvalidInput("recency must be in [0, age]", details={"field": "recency"})
-    if np.any((frequency > 0) & (recency <= 0)):
-        raise InvalidInput(
-            "repeat purchases need a recency > 0 (purchases merged per day?)",
-            details={"field": "recency"},
-        )
-
-
-def distinct_histories(
-    frequency: FloatArray, recency: FloatArray, age: FloatArray
-) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
-    """The distinct (frequency, recency, age) rows and how many people share each: the
-    likelihood is a weighted sum over them, several times cheaper than over people."""
-    rows, counts = np.unique(np.column_stack([frequency, recency, age]), axis=0, return_counts=True)
-    return rows[:, 0], rows[:, 1], rows[:, 2], counts.astype(np.float64)
-
-
 def log_likelihood(
     params: BgNbdParameters, frequency: ArrayLike, recency: ArrayLike, age: ArrayLike
 ) -> FloatArray:
     """Each person's log-likelihood of their (frequency, recency, age) under `params`."""
     from scipy.special import betaln, gammaln
 
-    x, t_x, big_t = _arrays(frequency, recency, age)
+    x, t_x, big_t = float_arrays(frequency, recency, age)
     r, alpha, a, b = params.r, params.alpha, params.a, params.b
     common = gammaln(r + x) - gammaln(r) + r * np.log(alpha) + betaln(a, b + x) - betaln(a, b)
     still_active = -(r + x) * np.log(alpha + big_t)
@@ -112,7 +87,7 @@ class BgNbdModel(StoredPurchaseModel):
         only drop out right after a purchase)."""
         from scipy.special import expit
 
-        x, t_x, big_t = _arrays(frequency, recency, age)
+        x, t_x, big_t = float_arrays(frequency, recency, age)
         r, alpha, a, b = self.params.r, self.params.alpha, self.params.a, self.params.b
         repeat = x > 0
         log_odds = np.full_like(x, -np.inf)
@@ -130,7 +105,7 @@ class BgNbdModel(StoredPurchaseModel):
         """Expected purchases in the next `t` units for people with this history."""
         from scipy.special import hyp2f1
 
-        x, _, big_t = _arrays(frequency, recency, age)
+        x, _, big_t = float_arrays(frequency, recency, age)
         if t <= 0:
             return np.zeros_like(x)
         r, alpha, a, b = self.params.r, self.params.alpha, self.params.a, self.params.b
@@ -139,14 +114,14 @@ class BgNbdModel(StoredPurchaseModel):
         # (1 - z)^(r+x) 2F1(r+x, b+x; a+b+x-1; z), Euler-transformed (no huge powers).
         tail = (1.0 - z) ** (a - 1.0) * hyp2f1(a + b - 1.0 - r, a - 1.0, a + b + x - 1.0, z)
         active_total = (a + b + x - 1.0) / (a - 1.0) * (1.0 - tail)
-        return np.asarray(active_total * self.p_alive(x, *_arrays(recency, age)), np.float64)
+        return np.asarray(active_total * self.p_alive(x, *float_arrays(recency, age)), np.float64)
 
     def expected_purchases_new(self, t: ArrayLike) -> FloatArray:
         """Expected purchases of a person in their first `t` units after a first purchase
         at time 0 (the repeat purchases a new customer will make)."""
         from scipy.special import hyp2f1
 
-        (times,) = _arrays(t)
+        (times,) = float_arrays(t)
         r, alpha, a, b = self.params.r, self.params.alpha, self.params.a, self.params.b
         a = a if abs(a - 1.0) > 1e-6 else 1.0 + 1e-6
         z = times / (alpha + times)
@@ -165,19 +140,11 @@ def fit_bgnbd_arrays(
     """Maximum-likelihood BG/NBD on summary arrays. Deterministic (fixed starting points,
     no randomness). `penalty` (≥ 0) adds an L2 pull of the log-parameters towards 0, for
     tiny samples. Fewer than 20 people or no repeat buyer → `NotEnoughData`."""
-    from scipy.optimize import minimize
-
-    x, t_x, big_t = _arrays(frequency, recency, age)
+    x, t_x, big_t = float_arrays(frequency, recency, age)
     if not (len(x) == len(t_x) == len(big_t)):
         raise InvalidInput("frequency, recency and age differ in length", details={"field": "age"})
     check_summary_arrays(x, t_x, big_t)
-    if len(x) < MIN_PEOPLE:
-        raise NotEnoughData(f"BG/NBD needs at least {MIN_PEOPLE} people, got {len(x)}")
-    if not np.any(x > 0):
-        raise NotEnoughData("BG/NBD needs at least one repeat buyer, there is none")
-    if np.all(big_t <= 0):
-        raise NotEnoughData("every person bought for the first time on the last day")
-
+    check_enough_history("BG/NBD", x, big_t)
     scale = max(float(np.mean(big_t)), 1e-9)  # alpha in units of the mean age during the search
     unique_x, unique_t_x, unique_t, weights = distinct_histories(x, t_x, big_t)
     weights = weights / weights.sum()
@@ -186,16 +153,9 @@ def fit_bgnbd_arrays(
         r, alpha, a, b = np.exp(log_params)
         params = BgNbdParameters(r, alpha * scale, a, b)
         value = -float(weights @ log_likelihood(params, unique_x, unique_t_x, unique_t))
-        value += penalty * float(np.sum(log_params**2)) / len(x)
-        return value if np.isfinite(value) else 1e300
+        return value + penalty * float(np.sum(log_params**2)) / len(x)
 
-    best: Any = None
-    for start in STARTS:
-        guess = np.log(np.array(start))
-        result = minimize(objective, guess, method="L-BFGS-B", bounds=[(-12.0, 12.0)] * 4)
-        if best is None or result.fun < best.fun:
-            best = result
-    r, alpha, a, b = (float(v) for v in np.exp(best.x))
+    r, alpha, a, b = (float(v) for v in maximize_from_starts(objective, STARTS))
     params = BgNbdParameters(r=r, alpha=alpha * scale, a=a, b=b)
     total = float(np.sum(log_likelihood(params, x, t_x, big_t)))
     logger.info("BG/NBD fitted on %d people: %s (log-likelihood %.1f)", len(x), params, total)

@@ -23,15 +23,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from touchpoint.core.errors import InvalidInput
 from touchpoint.models.errors import NotEnoughData
+from touchpoint.models.lifetime.fitting import (
+    ArrayLike,
+    FloatArray,
+    float_arrays,
+    maximize_from_starts,
+)
 
 logger = logging.getLogger(__name__)
 
-FloatArray = npt.NDArray[np.float64]
-ArrayLike = float | FloatArray
 MIN_REPEAT_BUYERS = 10
 DAYS_PER_MONTH = 365.25 / 12
 STARTS = ((1.0, 1.0, 1.0), (5.0, 3.0, 1.0), (0.5, 2.0, 0.1))
@@ -47,12 +50,6 @@ class GammaGammaParameters:
     gamma: float
 
 
-def _arrays(*values: ArrayLike) -> list[FloatArray]:
-    """Scalars and arrays as float arrays of one common (at least 1-d) shape."""
-    arrays = [np.atleast_1d(np.asarray(value, dtype=np.float64)) for value in values]
-    return [np.array(array) for array in np.broadcast_arrays(*arrays)]
-
-
 def log_likelihood(
     params: GammaGammaParameters, frequency: ArrayLike, monetary_value: ArrayLike
 ) -> FloatArray:
@@ -60,7 +57,7 @@ def log_likelihood(
     `monetary_value` > 0 only)."""
     from scipy.special import gammaln
 
-    x, mean = _arrays(frequency, monetary_value)
+    x, mean = float_arrays(frequency, monetary_value)
     p, q, gamma = params.p, params.q, params.gamma
     shape = p * x
     return np.asarray(
@@ -93,7 +90,7 @@ class GammaGammaModel:
     def expected_average_value(self, frequency: ArrayLike, monetary_value: ArrayLike) -> FloatArray:
         """Expected amount per future purchase given `frequency` repeat purchases of mean
         `monetary_value` (people with none get the population mean)."""
-        x, mean = _arrays(frequency, monetary_value)
+        x, mean = float_arrays(frequency, monetary_value)
         p, q, gamma = self.params.p, self.params.q, self.params.gamma
         if q <= 1.0:
             raise InvalidInput(
@@ -144,9 +141,7 @@ def fit_gamma_gamma(frequency: ArrayLike, monetary_value: ArrayLike) -> GammaGam
     """Maximum-likelihood Gamma-Gamma on the repeat buyers among the given people (those
     with `frequency` > 0 and a positive mean amount). Deterministic. Fewer than 10 such
     buyers → `NotEnoughData`."""
-    from scipy.optimize import minimize
-
-    x, mean = _arrays(frequency, monetary_value)
+    x, mean = float_arrays(frequency, monetary_value)
     if len(x) != len(mean):
         raise InvalidInput(
             "frequency and monetary_value differ in length", details={"field": "monetary_value"}
@@ -163,17 +158,9 @@ def fit_gamma_gamma(frequency: ArrayLike, monetary_value: ArrayLike) -> GammaGam
     def objective(log_params: FloatArray) -> float:
         p, q, gamma = np.exp(log_params)
         params = GammaGammaParameters(p, q, gamma * scale)
-        value = -float(np.mean(log_likelihood(params, x, mean)))
-        return value if np.isfinite(value) else 1e300
+        return -float(np.mean(log_likelihood(params, x, mean)))
 
-    best: Any = None
-    for start in STARTS:
-        result = minimize(
-            objective, np.log(np.array(start)), method="L-BFGS-B", bounds=[(-12.0, 12.0)] * 3
-        )
-        if best is None or result.fun < best.fun:
-            best = result
-    p, q, gamma = (float(v) for v in np.exp(best.x))
+    p, q, gamma = (float(v) for v in maximize_from_starts(objective, STARTS))
     params = GammaGammaParameters(p=p, q=q, gamma=gamma * scale)
     total = float(np.sum(log_likelihood(params, x, mean)))
     logger.info("Gamma-Gamma fitted on %d repeat buyers: %s", len(x), params)

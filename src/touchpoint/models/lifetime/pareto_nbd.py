@@ -17,10 +17,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import numpy.typing as npt
 
-from touchpoint.models.errors import NotEnoughData
-from touchpoint.models.lifetime.bgnbd import MIN_PEOPLE, check_summary_arrays, distinct_histories
+from touchpoint.models.lifetime.fitting import (
+    ArrayLike,
+    FloatArray,
+    check_enough_history,
+    check_summary_arrays,
+    distinct_histories,
+    float_arrays,
+    maximize_from_starts,
+)
 from touchpoint.models.lifetime.stored import StoredPurchaseModel
 
 if TYPE_CHECKING:
@@ -28,8 +34,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-FloatArray = npt.NDArray[np.float64]
-ArrayLike = float | FloatArray
 # (r, alpha, s, beta) starts, alpha and beta in units of the data's mean age.
 STARTS = ((1.0, 1.0, 1.0, 1.0), (0.5, 0.3, 0.6, 0.3), (0.25, 0.1, 2.0, 2.0))
 
@@ -42,12 +46,6 @@ class ParetoNbdParameters:
     alpha: float
     s: float
     beta: float
-
-
-def _arrays(*values: ArrayLike) -> list[FloatArray]:
-    """Scalars and arrays as float arrays of one common (at least 1-d) shape."""
-    arrays = [np.atleast_1d(np.asarray(value, dtype=np.float64)) for value in values]
-    return [np.array(array) for array in np.broadcast_arrays(*arrays)]
 
 
 def _log_integral(
@@ -83,7 +81,7 @@ def log_likelihood(
     """Each person's log-likelihood of their (frequency, recency, age) under `params`."""
     from scipy.special import gammaln
 
-    x, t_x, big_t = _arrays(frequency, recency, age)
+    x, t_x, big_t = float_arrays(frequency, recency, age)
     r, alpha, s, beta = params.r, params.alpha, params.s, params.beta
     # Extreme trial parameters can overflow the hypergeometric function; the result is then
     # not finite and the optimizer steps back, so the warnings are noise.
@@ -111,7 +109,7 @@ class ParetoNbdModel(StoredPurchaseModel):
         """P(still active at `age`) given the history."""
         from scipy.special import expit
 
-        x, t_x, big_t = _arrays(frequency, recency, age)
+        x, t_x, big_t = float_arrays(frequency, recency, age)
         r, alpha, s, beta = self.params.r, self.params.alpha, self.params.s, self.params.beta
         log_odds = (
             np.log(s)
@@ -126,7 +124,7 @@ class ParetoNbdModel(StoredPurchaseModel):
         self, t: float, frequency: ArrayLike, recency: ArrayLike, age: ArrayLike
     ) -> FloatArray:
         """Expected purchases in the next `t` units for people with this history."""
-        x, t_x, big_t = _arrays(frequency, recency, age)
+        x, t_x, big_t = float_arrays(frequency, recency, age)
         if t <= 0:
             return np.zeros_like(x)
         r, alpha, s, beta = self.params.r, self.params.alpha, self.params.s, self.params.beta
@@ -146,16 +144,9 @@ class ParetoNbdModel(StoredPurchaseModel):
 def fit_pareto_nbd(summary: CustomerSummary) -> ParetoNbdModel:
     """Maximum-likelihood Pareto/NBD on a customer summary. Deterministic (fixed starts).
     Fewer than 20 people or no repeat buyer → `NotEnoughData`."""
-    from scipy.optimize import minimize
-
     x, t_x, big_t = summary.frequency, summary.recency, summary.age
     check_summary_arrays(x, t_x, big_t)
-    if len(x) < MIN_PEOPLE:
-        raise NotEnoughData(f"Pareto/NBD needs at least {MIN_PEOPLE} people, got {len(x)}")
-    if not np.any(x > 0):
-        raise NotEnoughData("Pareto/NBD needs at least one repeat buyer, there is none")
-    if np.all(big_t <= 0):
-        raise NotEnoughData("every person bought for the first time on the last day")
+    check_enough_history("Pareto/NBD", x, big_t)
     scale = max(float(np.mean(big_t)), 1e-9)
     unique_x, unique_t_x, unique_t, weights = distinct_histories(x, t_x, big_t)
     weights = weights / weights.sum()
@@ -163,17 +154,9 @@ def fit_pareto_nbd(summary: CustomerSummary) -> ParetoNbdModel:
     def objective(log_params: FloatArray) -> float:
         r, alpha, s, beta = np.exp(log_params)
         params = ParetoNbdParameters(r, alpha * scale, s, beta * scale)
-        value = -float(weights @ log_likelihood(params, unique_x, unique_t_x, unique_t))
-        return value if np.isfinite(value) else 1e300
+        return -float(weights @ log_likelihood(params, unique_x, unique_t_x, unique_t))
 
-    best: Any = None
-    for start in STARTS:
-        result = minimize(
-            objective, np.log(np.array(start)), method="L-BFGS-B", bounds=[(-12.0, 12.0)] * 4
-        )
-        if best is None or result.fun < best.fun:
-            best = result
-    r, alpha, s, beta = (float(v) for v in np.exp(best.x))
+    r, alpha, s, beta = (float(v) for v in maximize_from_starts(objective, STARTS))
     params = ParetoNbdParameters(r=r, alpha=alpha * scale, s=s, beta=beta * scale)
     total = float(np.sum(log_likelihood(params, x, t_x, big_t)))
     logger.info("Pareto/NBD fitted on %d people: %s (log-likelihood %.1f)", len(x), params, total)
