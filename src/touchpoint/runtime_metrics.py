@@ -61,3 +61,26 @@ class WorkspaceCollector(Collector):
         for reason, count in sorted(workspace.rejected.counts_by_reason().items()):
             rejected.add_metric([reason], count)
         yield rejected
+        writer, warehouse = workspace.warehouse_writer, workspace.warehouse
+        if writer is not None and warehouse is not None:
+            yield CounterMetricFamily(
+                "touchpoint_warehouse_copied_events",
+                "Events this process copied into the warehouse.",
+                value=writer.rows_written,
+            )
+            yield GaugeMetricFamily(
+                "touchpoint_warehouse_last_copy_timestamp_seconds",
+                "When this process last copied events into the warehouse (0: never).",
+                value=writer.last_sync_at,
+            )
+            stats = warehouse.stats()
+            yield GaugeMetricFamily(
+                "touchpoint_warehouse_event_files",
+                "Live events files in the warehouse.",
+                value=stats["event_files"],
+            )
+            yield GaugeMetricFamily(
+                "touchpoint_warehouse_event_bytes",
+                "Bytes of the live events files.",
+                value=stats["event_bytes"],
+            )

@@ -24,7 +24,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -301,7 +301,3 @@ class Trainer:
             "exited": written.exited,
             "missing": written.missing,
         }
-
-
-def horizon(days: int) -> timedelta:
-    return timedelta(days=days)

@@ -17,7 +17,6 @@ workers, the CLI) and erasures take turns.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -159,12 +158,3 @@ class WarehouseWriter:
         return event_row(
             event, partition=entry.partition, offset=entry.offset, profile_id=profile_id
         )
-
-    def run_forever(self, stop: threading.Event, *, interval: float = 5.0) -> None:
-        """Run every `interval` seconds until `stop` is set; failures are logged and retried
-        at the next run (the log keeps what was not copied)."""
-        while not stop.wait(interval):
-            try:
-                self.run_once()
-            except Exception:
-                logger.exception("warehouse: a copy failed; it is retried at the next run")

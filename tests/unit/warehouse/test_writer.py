@@ -63,6 +63,10 @@ def test_a_second_run_copies_nothing_twice(workspace: Workspace) -> None:
     drain(workspace)
     assert writer.run_once(force=True).rows == 3
     assert writer.run_once(force=True).skipped == "empty"
+    sample = workspace.metrics.registry.get_sample_value
+    assert sample("touchpoint_warehouse_copied_events_total") == 7
+    assert sample("touchpoint_warehouse_event_files") == len(workspace.warehouse.event_files())
+    assert (sample("touchpoint_warehouse_last_copy_timestamp_seconds") or 0) > 0
     count = workspace.warehouse.query(
         "SELECT count(*) AS n, count(DISTINCT message_id) AS d FROM events"
     )
