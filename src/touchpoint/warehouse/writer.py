@@ -32,8 +32,6 @@ from touchpoint.warehouse.store import Warehouse
 
 logger = logging.getLogger(__name__)
 
-WAREHOUSE_GROUP = "warehouse"
-
 
 @dataclass(frozen=True, slots=True)
 class SyncResult:
@@ -142,7 +140,6 @@ class WarehouseWriter:
             table = events_table(self._row(entry, owners) for entry in chunk)
             files += len(self.warehouse.append_events(table, moved))
             rows += table.num_rows
-            self.log.commit_many(WAREHOUSE_GROUP, moved)
 
     def _row(self, entry: LogEntry, owners: dict[Identity, str | None]) -> dict[str, object]:
         event = orjson.loads(entry.payload)

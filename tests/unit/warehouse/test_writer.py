@@ -9,7 +9,6 @@ import pytest
 
 from tests.conftest import WRITE_KEY, drain
 from touchpoint.runtime import Workspace
-from touchpoint.warehouse.writer import WAREHOUSE_GROUP
 
 
 @pytest.fixture(params=["embedded", "server"])
@@ -73,18 +72,30 @@ def test_a_second_run_copies_nothing_twice(workspace: Workspace) -> None:
     assert count.to_pylist() == [{"n": 7, "d": 7}]
 
 
-def test_files_written_before_a_crash_are_not_copied_again(workspace: Workspace) -> None:
-    """The files record how far the copy went: positions the crash did not commit are
-    skipped, not duplicated."""
-    writer = workspace.warehouse_writer
-    assert writer is not None and workspace.warehouse is not None
+def test_a_copy_cut_short_before_its_manifest_change_is_redone_once(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash after the files are written and before the manifest names them: the files
+    are never read, the next copy redoes the range once and deletes them."""
+    writer, warehouse = workspace.warehouse_writer, workspace.warehouse
+    assert writer is not None and warehouse is not None
     collect(workspace, *views("ada", 6), *views("bob", 6))
     drain(workspace)
-    writer.run_once(force=True)
-    for partition in range(workspace.log.partitions):  # as if the commits never happened
-        workspace.log.commit(WAREHOUSE_GROUP, partition, 0)
-    assert writer.run_once(force=True).skipped == "empty"
-    assert workspace.warehouse.query("SELECT count(*) AS n FROM events").to_pylist() == [{"n": 12}]
+    commit = warehouse._commit
+
+    def crash(*args: object) -> None:
+        raise OSError("power lost")
+
+    monkeypatch.setattr(warehouse, "_commit", crash)
+    with pytest.raises(OSError):
+        writer.run_once(force=True)
+    leftovers = list(warehouse.events_dir.glob("date=*/*.parquet"))
+    assert leftovers and warehouse.event_files() == []
+    assert warehouse.query("SELECT count(*) AS n FROM events").to_pylist() == [{"n": 0}]
+    monkeypatch.setattr(warehouse, "_commit", commit)
+    assert writer.run_once(force=True).rows == 12
+    assert warehouse.query("SELECT count(*) AS n FROM events").to_pylist() == [{"n": 12}]
+    assert not any(path.exists() for path in leftovers)
 
 
 def test_a_trickle_waits_for_enough_rows_or_enough_time(workspace: Workspace) -> None:
