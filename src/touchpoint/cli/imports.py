@@ -127,9 +127,10 @@ def _run(
     apply: bool,
 ) -> None:
     from touchpoint.collect.import_mapping import parse_specs
-    from touchpoint.collect.import_sources import UnreadableFile, detect_format
+    from touchpoint.collect.import_sources import UnreadableFile
     from touchpoint.collect.imports import ImportOptions, import_file, log_positions
     from touchpoint.core.errors import InvalidInput, TouchpointError
+    from touchpoint.core.tables import detect_format
 
     try:  # the options first: a typo exits 2 before anything is opened
         parse_specs(mapping or (), kind)

@@ -16,15 +16,9 @@ from typing import IO, Any
 import orjson
 
 from touchpoint.collect.import_mapping import ImportKind, Problem, RowMapping, parse_specs
-from touchpoint.collect.import_sources import (
-    FileFormat,
-    RowSource,
-    SourceRow,
-    UnreadableFile,
-    detect_format,
-    open_rows,
-)
+from touchpoint.collect.import_sources import RowSource, SourceRow, UnreadableFile, open_rows
 from touchpoint.core.errors import InvalidInput
+from touchpoint.core.tables import FileFormat, detect_format
 
 logger = logging.getLogger(__name__)
 

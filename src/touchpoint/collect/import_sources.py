@@ -18,27 +18,17 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Literal, cast
+from typing import IO, Any, cast
 
 import orjson
 
 from touchpoint.core.errors import InvalidInput
+from touchpoint.core.tables import FileFormat
 
 logger = logging.getLogger(__name__)
 
-FileFormat = Literal["csv", "parquet", "jsonl"]
-FILE_FORMATS: tuple[FileFormat, ...] = ("csv", "parquet", "jsonl")
 ROW = "<row>"
 """The column named in a problem about a whole row rather than one of its values."""
-
-_EXTENSIONS: dict[str, FileFormat] = {
-    ".csv": "csv",
-    ".tsv": "csv",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-}
 
 
 class UnreadableFile(InvalidInput):
@@ -55,29 +45,6 @@ class SourceRow:
     line: int
     values: dict[str, Any]
     problem: tuple[str, str] | None = None
-
-
-def detect_format(path: Path, declared: str | None = None) -> FileFormat:
-    """The file's format: `declared` when given, else from the extension (`.gz` looked
-    through). Raises InvalidInput naming the option when it cannot tell."""
-    if declared is not None:
-        if declared not in FILE_FORMATS:
-            raise InvalidInput(
-                f"unknown format {declared!r}; use csv, parquet or jsonl",
-                details={"field": "--format"},
-            )
-        return declared
-    suffixes = [suffix.lower() for suffix in path.suffixes]
-    if suffixes and suffixes[-1] == ".gz":
-        suffixes.pop()
-    found = _EXTENSIONS.get(suffixes[-1]) if suffixes else None
-    if found is None:
-        raise InvalidInput(
-            f"cannot tell the format of {path.name} from its extension; "
-            "pass --format csv, parquet or jsonl",
-            details={"field": "--format"},
-        )
-    return found
 
 
 class RowSource:

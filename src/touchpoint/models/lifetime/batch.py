@@ -2,9 +2,9 @@
 
 Input: CSV, Parquet or JSON lines with `person_id, date, amount` (other columns ignored;
 several purchases of a person on one day count as one purchase of their summed amount).
-The end of observation is the last purchase day in the file. Output (CSV or Parquet, by
-the extension of `out`): `person_id, expected_purchases, p_active, expected_value` for
-every person in the input, sorted by person id:
+The end of observation is the last purchase day in the file. Output (CSV, Parquet or JSON
+lines, by the extension of `out`): `person_id, expected_purchases, p_active,
+expected_value` for every person in the input, sorted by person id:
 
 - `expected_purchases`: expected purchase days in the next `horizon_days`,
 - `p_active`: the purchase model's probability that the person is still a customer,
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from touchpoint.core.errors import InvalidInput
+from touchpoint.core.tables import detect_format, read_frame, write_frame
 from touchpoint.models.errors import NotEnoughData
 from touchpoint.models.lifetime.boosted import (
     BASE_MODELS,
@@ -36,7 +37,7 @@ from touchpoint.models.lifetime.gamma_gamma import fit_gamma_gamma, lifetime_val
 from touchpoint.models.lifetime.summary import CustomerSummary, purchase_days, summarize
 
 if TYPE_CHECKING:
-    import pandas as pd
+    pass
 
 logger = logging.getLogger(__name__)
 
@@ -64,52 +65,6 @@ class PurchaseSummary:
         data = asdict(self)
         data["out"] = str(self.out)
         return data
-
-
-def read_transactions(path: Path) -> tuple[pd.DataFrame, int]:
-    """A purchases file as a frame, and how many header lines precede its first row (1
-    for CSV, else 0). Person ids are read as text. An unknown extension, a missing or
-    unreadable file is `InvalidInput` naming the file. JSON values keep their JSON types
-    (no date or number guessing)."""
-    import pandas as pd
-
-    suffixes = [suffix.lower() for suffix in path.suffixes]
-    kind = suffixes[-2] if suffixes[-1:] == [".gz"] and len(suffixes) > 1 else path.suffix
-    kind = kind.lower()
-    if not path.is_file():
-        raise InvalidInput(f"{path}: no such file", details={"field": "transactions"})
-    try:
-        if kind == ".csv":
-            return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""]), 1
-        if kind in (".parquet", ".pq"):
-            return pd.read_parquet(path), 0
-        if kind in (".jsonl", ".ndjson", ".json"):
-            frame = pd.read_json(path, lines=True, dtype=False)
-            return frame, 0
-    except (ValueError, OSError) as error:
-        raise InvalidInput(
-            f"{path}: cannot read as {kind.lstrip('.')}: {error}",
-            details={"field": "transactions"},
-        ) from error
-    raise InvalidInput(
-        f"{path}: unknown file type {kind or '(none)'!r}; use .csv, .parquet or .jsonl",
-        details={"field": "transactions"},
-    )
-
-
-def write_predictions(frame: pd.DataFrame, out: Path) -> None:
-    """Write the output frame as CSV or Parquet, chosen by `out`'s extension."""
-    kind = out.suffix.lower()
-    if kind not in (".csv", ".parquet", ".pq"):
-        raise InvalidInput(
-            f"{out}: unknown output type {kind or '(none)'!r}; use .csv or .parquet",
-            details={"field": "out"},
-        )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if kind == ".csv":
-        frame.to_csv(out, index=False)
-    else:
-        frame.to_parquet(out, index=False)
 
 
 def average_values(summary: CustomerSummary) -> tuple[np.ndarray[Any, np.dtype[np.float64]], str]:
@@ -163,7 +118,8 @@ def predict_purchases_file(
         )
     if horizon_days <= 0:
         raise InvalidInput("horizon_days must be positive", details={"field": "horizon_days"})
-    frame, header_lines = read_transactions(transactions)
+    detect_format(out, field="out")  # refuse an unknown output type before any work
+    frame, header_lines = read_frame(transactions, field="transactions", text_columns="all")
     if len(frame) == 0:
         raise NotEnoughData(f"{transactions} has no purchases")
     purchases = purchase_days(frame, header_lines=header_lines)
@@ -205,7 +161,7 @@ def predict_purchases_file(
             "expected_value": expected_value,
         }
     )
-    write_predictions(output, out)
+    write_frame(output, out)
     result = PurchaseSummary(
         people=len(summary),
         repeat_buyers=summary.repeat_buyers,

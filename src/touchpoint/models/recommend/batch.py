@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from touchpoint.core.errors import InvalidInput
+from touchpoint.core.tables import detect_format, read_frame, write_frame
 from touchpoint.models.errors import NotEnoughData
 from touchpoint.models.recommend.catalog import DEFAULT_RECOMMENDER, build_recommender
 from touchpoint.models.recommend.scoring import ScoringRecommender
@@ -35,9 +36,6 @@ logger = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("person_id", "item_id")
 OPTIONAL_COLUMNS = ("timestamp", "weight")
-CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv")
-PARQUET_SUFFIXES = (".parquet", ".pq")
-JSONL_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz")
 SCORE_CHUNK = 2048
 
 
@@ -56,43 +54,11 @@ class BatchSummary:
     out: Path
 
 
-def file_format(path: Path, field: str) -> str:
-    """`csv`, `parquet` or `jsonl` from a file name; `InvalidInput` naming `field` if none."""
-    name = path.name.lower()
-    for kind, suffixes in (
-        ("csv", CSV_SUFFIXES),
-        ("parquet", PARQUET_SUFFIXES),
-        ("jsonl", JSONL_SUFFIXES),
-    ):
-        if name.endswith(suffixes):
-            return kind
-    raise InvalidInput(
-        f"{path.name}: unknown file type; use .csv, .parquet or .jsonl",
-        details={"field": field},
-    )
-
-
 def read_interactions(path: Path) -> tuple[pd.DataFrame, int]:
     """The interaction rows of a file with string ids, and how many rows were skipped for
     an empty person or item id (rows with a person but no item keep the person, see
     `people_in`)."""
-    import pandas as pd
-
-    kind = file_format(path, "interactions")
-    try:
-        if kind == "csv":
-            separator = "\t" if path.name.lower().endswith(".tsv") else ","
-            frame = pd.read_csv(
-                path, sep=separator, dtype={column: str for column in REQUIRED_COLUMNS}
-            )
-        elif kind == "parquet":
-            frame = pd.read_parquet(path)
-        else:
-            frame = pd.read_json(path, lines=True, dtype=False)
-    except (OSError, ValueError) as error:
-        raise InvalidInput(
-            f"cannot read {path}: {error}", details={"field": "interactions"}
-        ) from error
+    frame, _ = read_frame(path, field="interactions", text_columns=REQUIRED_COLUMNS)
     for column in REQUIRED_COLUMNS:
         if column not in frame.columns:
             raise InvalidInput(
@@ -149,7 +115,7 @@ def recommend_file(
     started = time.perf_counter()
     if k < 1:
         raise InvalidInput("k must be >= 1", details={"field": "k"})
-    out_format = file_format(out, "out")
+    detect_format(out, field="out")  # refuse an unknown output type before any work
     name = model or DEFAULT_RECOMMENDER
     recommender = build_recommender(name, seed=seed)
     frame, skipped = read_interactions(interactions)
@@ -162,7 +128,7 @@ def recommend_file(
     recommender.fit(pairs)
     fit_seconds = time.perf_counter() - fit_started
     picks = _recommendations(recommender, people, k, progress)
-    _write(picks, out, out_format)
+    write_frame(picks, out)
     summary = BatchSummary(
         model=name,
         people=len(people),
@@ -208,13 +174,3 @@ def _recommendations(
         if progress is not None:
             progress(min(len(people), start + SCORE_CHUNK), len(people))
     return pd.DataFrame(rows, columns=["person_id", "rank", "item_id", "score"])
-
-
-def _write(picks: pd.DataFrame, out: Path, out_format: str) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out_format == "csv":
-        picks.to_csv(out, index=False, float_format="%.6g")
-    elif out_format == "parquet":
-        picks.to_parquet(out, index=False)
-    else:
-        picks.to_json(out, orient="records", lines=True)
