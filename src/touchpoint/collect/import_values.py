@@ -16,7 +16,7 @@ from typing import Any, Literal
 import orjson
 
 from touchpoint.collect.events import plausible_time
-from touchpoint.core.clock import isoformat
+from touchpoint.core.clock import isoformat, parse_timestamp
 
 ValueType = Literal["string", "number", "int", "bool", "datetime"]
 VALUE_TYPES: tuple[ValueType, ...] = ("string", "number", "int", "bool", "datetime")
@@ -114,12 +114,10 @@ def _moment(value: Any) -> datetime:
         return _compact_date(text, compact)
     if _INTEGER.match(text):
         return _from_number(int(text))
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    try:
-        return _aware(datetime.fromisoformat(text))
-    except ValueError:
-        raise ValueError(f"not a date or time: {_shown(value)} ({_DATE_HINT})") from None
+    moment = parse_timestamp(text[:-1] + "Z" if text.endswith("z") else text)
+    if moment is None:
+        raise ValueError(f"not a date or time: {_shown(value)} ({_DATE_HINT})")
+    return moment
 
 
 def _from_number(number: float) -> datetime:
