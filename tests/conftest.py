@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from tests import servers
 from touchpoint.api.app import create_app
+from touchpoint.core.clock import Clock
 from touchpoint.core.settings import Settings, load_settings
 from touchpoint.runtime import Workspace
 
@@ -20,6 +22,11 @@ postgres_schema = servers.postgres_schema
 postgres = servers.postgres
 redis_prefix = servers.redis_prefix
 redis_service = servers.redis_service
+
+# The date every test workspace starts at: tests write fixed dates (events of 2026-11-20),
+# so the workspace's clock must not be the wall clock, or windows measured from "now" drift
+# out from under them as the calendar moves on. It runs at real speed from there.
+TEST_START = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
 WRITE_KEY = "wk_test_web_source"
 STRICT_KEY = "wk_test_strict_source"
@@ -121,9 +128,19 @@ def settings(tmp_path: Path) -> Settings:
     return load_settings(path, tmp_path / "data", environ={}, enable_noop_endpoint=True)
 
 
+def test_clock() -> Clock:
+    """A clock at TEST_START, running at real speed."""
+    return Clock.starting_at(TEST_START)
+
+
 @pytest.fixture
-def workspace(settings: Settings) -> Iterator[Workspace]:
-    opened = Workspace.open(settings)
+def clock() -> Clock:
+    return test_clock()
+
+
+@pytest.fixture
+def workspace(settings: Settings, clock: Clock) -> Iterator[Workspace]:
+    opened = Workspace.open(settings, clock=clock)
     yield opened
     opened.close()
 
@@ -163,7 +180,7 @@ def server_settings(tmp_path: Path, postgres_schema: str, redis_prefix: str) -> 
 
 
 @pytest.fixture
-def server_workspace(server_settings: Settings) -> Iterator[Workspace]:
-    opened = Workspace.open(server_settings)
+def server_workspace(server_settings: Settings, clock: Clock) -> Iterator[Workspace]:
+    opened = Workspace.open(server_settings, clock=clock)
     yield opened
     opened.close()

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from touchpoint.collect.ingest import Collector
 from touchpoint.collect.pii import IdentityHasher
 from touchpoint.collect.rejected import RejectedStore, build_rejected_store
-from touchpoint.core.clock import parse_duration
+from touchpoint.core.clock import SYSTEM_CLOCK, Clock, parse_duration
 from touchpoint.core.errors import InvalidInput
 from touchpoint.core.metrics import Metrics
 from touchpoint.core.services import Services
@@ -74,6 +74,7 @@ class Workspace:
     leases: Leases | None = None
     jobs: JobRunner | None = None
     registry: ModelRegistry | None = None
+    clock: Clock = SYSTEM_CLOCK
 
     @property
     def local_stores(self) -> bool:
@@ -94,20 +95,28 @@ class Workspace:
         return self.processor.segments
 
     @classmethod
-    def open(cls, settings: Settings, *, metrics: Metrics | None = None) -> Workspace:
-        """Open (creating if needed) every store under the settings' data directory."""
+    def open(
+        cls, settings: Settings, *, metrics: Metrics | None = None, clock: Clock | None = None
+    ) -> Workspace:
+        """Open (creating if needed) every store under the settings' data directory.
+
+        `clock` is the workspace's one source of time (default: the system's); every part
+        that asks what time it is asks it, so a test can fix the date."""
         config = settings.config
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         metrics = metrics or Metrics()
+        clock = clock or SYSTEM_CLOCK
         services = Services.open(config)
         try:
-            return cls._open(settings, metrics, services)
+            return cls._open(settings, metrics, services, clock)
         except BaseException:
             services.close()
             raise
 
     @classmethod
-    def _open(cls, settings: Settings, metrics: Metrics, services: Services) -> Workspace:
+    def _open(
+        cls, settings: Settings, metrics: Metrics, services: Services, clock: Clock
+    ) -> Workspace:
         config, data_dir = settings.config, settings.data_dir
         log = build_event_log(
             config.log,
@@ -115,6 +124,7 @@ class Workspace:
             dedup_window=config.collect.dedup_window,
             redis=services.redis,
             postgres=services.postgres,
+            clock=clock.time,
         )
         rejected = build_rejected_store(
             config.rejected, data_dir, services.postgres_for(config.rejected, "rejected")
@@ -151,7 +161,7 @@ class Workspace:
                 actor=f"config:{settings.config_path.name}",
             )
         hasher = IdentityHasher(settings.hash_secret)
-        collector = Collector(config, log, rejected, hasher, metrics=metrics)
+        collector = Collector(config, log, rejected, hasher, metrics=metrics, clock=clock.now)
         processor = StreamProcessor(
             config,
             log,
@@ -160,6 +170,7 @@ class Workspace:
             segment_refresh_seconds=parse_duration(config.stream.segment_refresh).total_seconds(),
             sinks=[OutcomeSink(decisions, definitions)],
             tombstone_key=partial(tombstone_key, hasher),
+            clock=clock.now,
         )
         warehouse = writer = None
         if config.warehouse.enabled:
@@ -172,6 +183,7 @@ class Workspace:
                 follow_group=processor.group,
                 flush_rows=config.warehouse.flush_rows,
                 flush_interval=parse_duration(config.warehouse.flush_interval).total_seconds(),
+                clock=clock.time,
             )
         registry = ModelRegistry(data_dir / "models")
         recommendations = None
@@ -195,6 +207,7 @@ class Workspace:
             features=processor.engine,
             metrics=metrics,
             recommendations=recommendations,
+            clock=clock.now,
         )
         eraser = Eraser(
             log=log,
@@ -206,6 +219,7 @@ class Workspace:
             hasher=hasher,
             resolver=processor.resolver,
             metrics=metrics,
+            clock=clock.now,
         )
         workspace = cls(
             settings=settings,
@@ -225,6 +239,7 @@ class Workspace:
             warehouse=warehouse,
             warehouse_writer=writer,
             registry=registry,
+            clock=clock,
         )
         metrics.registry.register(WorkspaceCollector(workspace))
         metrics.registry.register(ModelCollector(registry))
@@ -267,7 +282,7 @@ class Workspace:
             if schedule is not None and self.warehouse is not None:
                 every = parse_duration(schedule.every).total_seconds()
                 jobs.append(PeriodicJob("models", every, self.train_on_schedule))
-            self.jobs = JobRunner(jobs)
+            self.jobs = JobRunner(jobs, clock=self.clock.monotonic)
         self.jobs.start()
         return self.jobs
 
@@ -318,6 +333,7 @@ class Workspace:
             resolver=self.resolver,
             features=self.features,
             actor=actor,
+            clock=self.clock.now,
         )
 
     def close(self) -> None:

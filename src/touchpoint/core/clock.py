@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -12,8 +13,89 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w
 
 
 def utcnow() -> datetime:
-    """The current time, timezone-aware UTC."""
+    """The wall clock's time, timezone-aware UTC. Code of a workspace asks the workspace's
+    `Clock` instead, so that tests (and replays) can fix the date."""
     return datetime.now(UTC)
+
+
+class Clock:
+    """The workspace's time: one object handed to every part that asks what time it is
+    (collection's `receivedAt`, windowed features and segments, decisions and caps, erasure
+    records, the warehouse copy's flush policy, background jobs, timers).
+
+    `now()` is aware UTC, `time()` the same moment in epoch seconds, and `monotonic()` a
+    clock for intervals that never runs backwards. This one is the system's clock; tests use
+    `Clock.starting_at` (a fixed date that then runs at real speed) or `ManualClock`.
+    """
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def time(self) -> float:
+        return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    @staticmethod
+    def starting_at(moment: datetime) -> Clock:
+        """A clock that reads `moment` now and then runs at real speed: what a test needs
+        when it writes fixed dates and also waits on real intervals (leases, flushes)."""
+        return OffsetClock(moment - datetime.now(UTC))
+
+
+class OffsetClock(Clock):
+    """The system's clock shifted by a fixed `offset` (the intervals are the system's)."""
+
+    def __init__(self, offset: timedelta) -> None:
+        self.offset = offset
+        self._seconds = offset.total_seconds()
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def time(self) -> float:
+        return time.time() + self._seconds
+
+
+class ManualClock(Clock):
+    """A clock that moves only when told (`advance`, `set`): for tests of time itself
+    (windows that close, caps that reset, timers that fire)."""
+
+    def __init__(self, start: datetime) -> None:
+        if start.tzinfo is None:
+            start = start.replace(tzinfo=UTC)
+        self._now = start.astimezone(UTC)
+        self._monotonic = 0.0
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        return self._now
+
+    def time(self) -> float:
+        return self._now.timestamp()
+
+    def monotonic(self) -> float:
+        return self._monotonic
+
+    def advance(self, delta: timedelta | float) -> datetime:
+        """Move forward by `delta` (a timedelta or seconds); the new time."""
+        step = delta if isinstance(delta, timedelta) else timedelta(seconds=delta)
+        if step < timedelta(0):
+            raise ValueError("a clock does not run backwards")
+        with self._lock:
+            self._now += step
+            self._monotonic += step.total_seconds()
+            return self._now
+
+    def set(self, moment: datetime) -> None:
+        """Jump to `moment` (not before the current time)."""
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        self.advance(moment.astimezone(UTC) - self._now)
+
+
+SYSTEM_CLOCK = Clock()
 
 
 def new_id() -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,6 +39,7 @@ def build_event_log(
     dedup_window: timedelta | str = DEFAULT_DEDUP_WINDOW,
     redis: RedisService | None = None,
     postgres: Postgres | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> EventLog:
     """Open the event log the configuration names, creating its file and folders if needed.
 
@@ -52,7 +55,11 @@ def build_event_log(
         from touchpoint.log.redis_streams import RedisStreamLog
 
         return RedisStreamLog(
-            redis, partitions=config.partitions, dedup_window=dedup_window, postgres=postgres
+            redis,
+            partitions=config.partitions,
+            dedup_window=dedup_window,
+            postgres=postgres,
+            clock=clock,
         )
     if config.type in ("sqlite", "auto"):
         path = Path(config.path).expanduser() if config.path else Path(data_dir) / DEFAULT_LOG_FILE
@@ -62,5 +69,6 @@ def build_event_log(
             partitions=config.partitions,
             dedup_window=dedup_window,
             synchronous=config.synchronous,
+            clock=clock,
         )
     raise ValueError(f"unknown event log type {config.type!r}")  # pragma: no cover

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Query
 
 from touchpoint.api.deps import AdminKey, WorkspaceDep
-from touchpoint.core.clock import isoformat, parse_duration, parse_timestamp, utcnow
+from touchpoint.core.clock import isoformat, parse_duration, parse_timestamp
 from touchpoint.core.errors import InvalidInput, NotFound
 from touchpoint.decide.log import ContentReport, DecisionRecord, Outcome
 
@@ -143,7 +143,7 @@ def placement_report(
     current = workspace.definitions.current()
     if current is None or all(item.name != name for item in current.definitions.placements):
         raise NotFound(f"no placement {name!r}", details={"placement": name})
-    now = utcnow()
+    now = workspace.clock.now()
     # By default the window ends with the current millisecond, so a decision made this
     # very millisecond is in it ([since, until) is half open).
     end = _moment("until", until, now, now + timedelta(milliseconds=1))

@@ -8,7 +8,6 @@ from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
 from touchpoint.api.deps import AdminKey, WorkspaceDep, read_stores
-from touchpoint.core.clock import utcnow
 from touchpoint.core.errors import NotFound
 from touchpoint.profiles.view import profile_document
 from touchpoint.runtime import Workspace
@@ -28,7 +27,7 @@ def _lookup(workspace: Workspace, kind: str, value: str) -> dict[str, Any]:
     profile = workspace.profiles.get(_profile_id(workspace, kind, value))
     if profile is None:
         raise NotFound(f"no profile has {kind} {value!r}", details={"kind": kind})
-    document = profile_document(profile, workspace.features, utcnow())
+    document = profile_document(profile, workspace.features, workspace.clock.now())
     document["lineage"] = [
         {
             "survivor_id": merge.survivor_id,
