@@ -9,8 +9,8 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import CLIENT_KEY, SECRET_KEY, WRITE_KEY, basic, bearer, drain
-from touchpoint.core.clock import isoformat, utcnow
+from tests.conftest import CLIENT_KEY, SECRET_KEY, TEST_START, WRITE_KEY, basic, bearer, drain
+from touchpoint.core.clock import isoformat
 from touchpoint.runtime import Workspace
 
 ADMIN = bearer(SECRET_KEY)
@@ -18,7 +18,7 @@ HERO = {"anonymous_id": "a1", "placements": ["home_hero"]}
 
 
 def ago(**delta: float) -> str:
-    return isoformat(utcnow() - timedelta(**delta))
+    return isoformat(TEST_START - timedelta(**delta))
 
 
 def send(client: TestClient, workspace: Workspace, *events: dict) -> None:

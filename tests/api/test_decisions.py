@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import SECRET_KEY, WRITE_KEY, basic, bearer, drain
-from touchpoint.core.clock import isoformat, new_id, utcnow
+from tests.conftest import SECRET_KEY, TEST_START, WRITE_KEY, basic, bearer, drain
+from touchpoint.core.clock import isoformat, new_id
 from touchpoint.decide.log import DecisionRecord
 from touchpoint.decide.outcomes import OutcomeSink
 from touchpoint.runtime import Workspace
@@ -23,7 +23,7 @@ ADMIN = bearer(SECRET_KEY)
 
 
 def ago(**delta: float) -> str:
-    return isoformat(utcnow() - timedelta(**delta))
+    return isoformat(TEST_START - timedelta(**delta))
 
 
 def decide(
