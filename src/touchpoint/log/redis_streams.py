@@ -323,8 +323,10 @@ class RedisStreamLog(EventLog):
             pipe.hmget(self._offsets_key, fields)
             pipe.hmget(self._committed_key(group), fields)
             lasts, positions = pipe.execute()
+        # Offsets start at 1, so a group that never committed (position 0) has read nothing
+        # below offset 1: an empty partition is no lag, not one.
         return {
-            partition: max(0, int(last or 0) + 1 - int(position or 0))
+            partition: max(0, int(last or 0) + 1 - max(int(position or 0), 1))
             for partition, last, position in zip(fields, lasts, positions, strict=True)
         }
 
