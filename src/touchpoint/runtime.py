@@ -5,7 +5,7 @@ so the wiring of backends lives in one place."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -75,6 +75,7 @@ class Workspace:
     jobs: JobRunner | None = None
     registry: ModelRegistry | None = None
     clock: Clock = SYSTEM_CLOCK
+    closed: bool = field(default=False, init=False)
 
     @property
     def local_stores(self) -> bool:
@@ -269,6 +270,15 @@ class Workspace:
         self.processor.coordinate(coordinator)
         return coordinator
 
+    def start_background(self) -> None:
+        """Start what a long-running serving process runs beside its requests: its stream
+        processor (one worker of the group, sharing the log's partitions) and its background
+        jobs. `serve` (one process or several) calls this; `worker` runs the processor in
+        its own thread and calls `share_partitions` and `start_jobs` itself."""
+        self.share_partitions()
+        self.processor.start()
+        self.start_jobs()
+
     def start_jobs(self) -> JobRunner:
         """Start the background jobs of a long-running process (the warehouse copy; model
         training on its schedule): `serve` with its processor and `worker` call this."""
@@ -337,7 +347,11 @@ class Workspace:
         )
 
     def close(self) -> None:
-        """Stop the processor if it runs, then close the stores (the log flushes first)."""
+        """Stop the processor if it runs, then close the stores (the log flushes first).
+        Closing twice is a no-op."""
+        if self.closed:
+            return
+        self.closed = True
         self.processor.stop()
         if self.jobs is not None:
             self.jobs.stop()

@@ -75,21 +75,28 @@ def create_app_from_environment() -> FastAPI:
     return create_app(settings)
 
 
-def create_app(settings: Settings, *, workspace: Workspace | None = None) -> FastAPI:
-    """Build the app. With no `workspace`, it opens one at startup and closes it at
-    shutdown, running the stream processor in-process when the settings ask for it."""
+def create_app(
+    settings: Settings, *, workspace: Workspace | None = None, owns_workspace: bool = False
+) -> FastAPI:
+    """Build the app.
+
+    With no `workspace`, it opens one at startup. The app runs a workspace it owns (one it
+    opened, or one handed over with `owns_workspace=True`, as `touchpoint serve` does after
+    printing the keys): at startup it starts the workspace's background work when the
+    settings ask for it (the stream processor and the jobs: warehouse copy, training), and
+    at shutdown it closes the workspace. Shutdown is the one path both Ctrl-C and SIGTERM
+    take (uvicorn re-raises SIGTERM only after it), so every file is closed either way. A
+    workspace handed over without ownership (tests) is left as it is."""
     metrics = workspace.metrics if workspace is not None else Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        owned = workspace is None
+        owned = workspace is None or owns_workspace
         opened = workspace if workspace is not None else Workspace.open(settings, metrics=metrics)
         app.state.workspace = opened
-        if owned and settings.run_processor:
-            opened.share_partitions()
-            opened.processor.start()
-            opened.start_jobs()
         try:
+            if owned and settings.run_processor:
+                opened.start_background()
             yield
         finally:
             if owned:

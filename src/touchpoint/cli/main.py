@@ -94,13 +94,13 @@ def serve(
         workspace.close()
         _serve_processes(settings, host, port, workers, processor, noop_endpoint)
         return
-    if processor:
-        workspace.share_partitions()
-        workspace.processor.start()
     print_keys(settings, f"http://{host}:{port}")
+    # The app owns the workspace from here: its startup starts the processor and the
+    # background jobs, its shutdown (on SIGTERM as on Ctrl-C) closes every store.
+    app_ = create_app(settings, workspace=workspace, owns_workspace=True)
     try:
         uvicorn.run(
-            create_app(settings, workspace=workspace),
+            app_,
             host=host,
             port=port,
             log_config=None,
@@ -108,7 +108,7 @@ def serve(
             timeout_graceful_shutdown=10,
         )
     finally:
-        workspace.close()
+        workspace.close()  # a no-op after the app's shutdown closed it
 
 
 def _serve_processes(
