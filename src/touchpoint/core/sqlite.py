@@ -17,6 +17,15 @@ from typing import Literal
 
 from touchpoint.core.errors import Unavailable
 
+# How much a busy store's WAL may hold before SQLite copies it back into the database
+# (pages of 4 KiB: 8 MiB), and the size the WAL file shrinks back to afterwards. Larger
+# values mean fewer checkpoints under load, but everything in a WAL must be copied into
+# the database file before the WAL can shrink: on a full disk, that copy needs as much free
+# space as the WAL holds. With 40 MiB WALs, freeing a few MiB never let a stuck workspace
+# resume; with these, freeing about 8 MiB per busy store does (tests/e2e/test_disk_full.py).
+WAL_AUTOCHECKPOINT_PAGES = 2000
+WAL_SIZE_LIMIT_BYTES = 8 * 1024 * 1024
+
 
 def open_connection(
     path: str | Path,
@@ -65,5 +74,26 @@ def write_transaction(
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
             if isinstance(error, sqlite3.OperationalError):
+                if disk_full(error):
+                    shrink_wal(connection)
                 raise Unavailable(f"the {store} failed a write: {error}") from error
             raise
+
+
+def disk_full(error: BaseException) -> bool:
+    """Whether SQLite failed because the disk (or the database's size limit) is full."""
+    return getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+
+
+def shrink_wal(connection: sqlite3.Connection) -> bool:
+    """Copy the WAL into the database and truncate it to zero bytes, if it can be done now;
+    whether it was. A store calls this after a write failed on a full disk: the WAL holds
+    pages the database file does not have yet, and it never shrinks by itself while every
+    write fails, so space freed by an operator would go to the next failing write instead
+    of letting the store resume. Best effort: a checkpoint on a disk still full, or one
+    that a reader blocks, simply reports that it did not complete."""
+    try:
+        busy, _, _ = connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    except sqlite3.Error:
+        return False
+    return not busy

@@ -35,6 +35,12 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from touchpoint.core.errors import DefinitionError, Unavailable
+from touchpoint.core.sqlite import (
+    WAL_AUTOCHECKPOINT_PAGES,
+    WAL_SIZE_LIMIT_BYTES,
+    disk_full,
+    shrink_wal,
+)
 from touchpoint.log.base import (
     AppendResult,
     EventLog,
@@ -121,8 +127,8 @@ class SqliteEventLog(EventLog):
             f"synchronous = {mode.upper()}",
             "cache_size = -65536",  # 64 MiB: dedup inserts land on random pages
             "temp_store = MEMORY",  # statement journals of multi-row inserts: no temp files
-            "wal_autocheckpoint = 10000",  # fewer, larger checkpoints under load
-            "journal_size_limit = 67108864",  # and the WAL file shrinks back to 64 MiB
+            f"wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}",  # see core.sqlite
+            f"journal_size_limit = {WAL_SIZE_LIMIT_BYTES}",
         ):
             self._writer_connection.execute(f"PRAGMA {pragma}")
         self._create_schema()
@@ -235,6 +241,8 @@ class SqliteEventLog(EventLog):
                     connection.execute("ROLLBACK")
             except sqlite3.Error:
                 logger.exception("event log: rollback failed")
+            if disk_full(error):
+                shrink_wal(connection)
             logger.warning("event log: a write of %d requests failed: %r", len(batch), error)
             for request in batch:
                 request.future.set_exception(error)

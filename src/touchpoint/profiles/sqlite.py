@@ -29,7 +29,7 @@ import orjson
 
 from touchpoint.core.clock import isoformat, utcnow
 from touchpoint.core.errors import BadRequest, NotFound, TouchpointError
-from touchpoint.core.sqlite import write_transaction
+from touchpoint.core.sqlite import WAL_AUTOCHECKPOINT_PAGES, WAL_SIZE_LIMIT_BYTES, write_transaction
 from touchpoint.profiles import sqlite_erase
 from touchpoint.profiles.model import Identity, MergeRecord, Profile
 from touchpoint.profiles.store import (
@@ -367,12 +367,13 @@ class SqliteProfileStore(ProfileStore):
         connection.execute(f"PRAGMA synchronous={self._synchronous}")
         connection.execute("PRAGMA temp_store=MEMORY")
         connection.execute("PRAGMA cache_size=-16000")
-        # Checkpoint every ~40 MB of WAL instead of SQLite's 4 MB: a stream batch dirties
+        # Checkpoint every 8 MiB of WAL instead of SQLite's 4 MiB: a stream batch dirties
         # hundreds of pages (timeline rows, random message-id index pages, profile documents),
         # so the default checkpointed after nearly every batch, re-copying hot index pages
-        # and syncing each time.
-        connection.execute("PRAGMA wal_autocheckpoint=10000")
-        connection.execute("PRAGMA journal_size_limit=67108864")  # the WAL shrinks to 64 MiB
+        # and syncing each time. Not more: a full disk needs that much free to recover (see
+        # core.sqlite).
+        connection.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
+        connection.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}")
         with self._connections_lock:
             self._connections.append(connection)
         return connection
