@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from touchpoint.collect.ingest import Collector
 from touchpoint.collect.pii import IdentityHasher
+from touchpoint.collect.rate_limit import RateLimiter, build_rate_limiter
 from touchpoint.collect.rejected import RejectedStore, build_rejected_store
 from touchpoint.core.clock import SYSTEM_CLOCK, Clock, parse_duration
 from touchpoint.core.errors import InvalidInput
@@ -69,6 +70,7 @@ class Workspace:
     decider: Decider
     eraser: Eraser
     services: Services
+    rate_limiter: RateLimiter
     warehouse: Warehouse | None = None
     warehouse_writer: WarehouseWriter | None = None
     leases: Leases | None = None
@@ -236,6 +238,7 @@ class Workspace:
             decider=decider,
             eraser=eraser,
             services=services,
+            rate_limiter=build_rate_limiter(config, services.redis, clock.time),
             warehouse=warehouse,
             warehouse_writer=writer,
             registry=registry,

@@ -40,6 +40,10 @@ from touchpoint.log.base import EventLog, LogRecord
 
 logger = logging.getLogger(__name__)
 
+# A reply lists at most this many rejected (and flagged) events, with their total counts: a
+# batch of 2,500 bad events must not make a reply of megabytes.
+LISTED_PROBLEMS = 100
+
 
 @dataclass(frozen=True, slots=True)
 class EventProblem:
@@ -70,12 +74,16 @@ class CollectResult:
     accepted_indexes: tuple[int, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
+        """The reply: counts, and the first `LISTED_PROBLEMS` rejected and flagged events
+        (in request order) with their reasons."""
         return {
             "success": not self.rejected,
             "accepted": self.accepted,
             "duplicates": self.duplicates,
-            "rejected": [problem.to_dict() for problem in self.rejected],
-            "flagged": [problem.to_dict() for problem in self.flagged],
+            "rejected_count": len(self.rejected),
+            "rejected": [problem.to_dict() for problem in self.rejected[:LISTED_PROBLEMS]],
+            "flagged_count": len(self.flagged),
+            "flagged": [problem.to_dict() for problem in self.flagged[:LISTED_PROBLEMS]],
         }
 
 
