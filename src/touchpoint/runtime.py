@@ -13,7 +13,7 @@ from touchpoint.collect.ingest import Collector
 from touchpoint.collect.pii import IdentityHasher
 from touchpoint.collect.rate_limit import RateLimiter, build_rate_limiter
 from touchpoint.collect.rejected import RejectedStore, build_rejected_store
-from touchpoint.core.clock import SYSTEM_CLOCK, Clock, parse_duration
+from touchpoint.core.clock import SYSTEM_CLOCK, Clock, isoformat, parse_duration
 from touchpoint.core.errors import InvalidInput
 from touchpoint.core.metrics import Metrics
 from touchpoint.core.services import Services
@@ -50,6 +50,8 @@ if TYPE_CHECKING:
     from touchpoint.models.training import Trainer, TrainOutcome
 
 logger = logging.getLogger(__name__)
+
+REJECTED_PURGE_SECONDS = 600.0  # how often the rejected store's retention is applied
 
 
 @dataclass
@@ -129,7 +131,10 @@ class Workspace:
             clock=clock.time,
         )
         rejected = build_rejected_store(
-            config.rejected, data_dir, services.postgres_for(config.rejected, "rejected")
+            config.rejected,
+            data_dir,
+            services.postgres_for(config.rejected, "rejected"),
+            max_per_source=config.collect.rejected_per_source,
         )
         profiles = build_profile_store(
             config.profiles, data_dir, services.postgres_for(config.profiles, "profiles")
@@ -273,14 +278,16 @@ class Workspace:
         return coordinator
 
     def start_jobs(self) -> JobRunner:
-        """Start the background jobs of a long-running process (the warehouse copy; model
-        training on its schedule): `serve` with its processor and `worker` call this."""
+        """Start the background jobs of a long-running process (the warehouse copy; the
+        rejected store's retention; model training on its schedule): `serve` with its
+        processor and `worker` call this."""
         if self.jobs is None:
             jobs = []
             writer = self.warehouse_writer
             if writer is not None:
                 interval = parse_duration(self.settings.config.warehouse.sync_interval)
                 jobs.append(PeriodicJob("warehouse", interval.total_seconds(), writer.run_once))
+            jobs.append(PeriodicJob("rejected", REJECTED_PURGE_SECONDS, self.purge_rejected))
             schedule = self.settings.config.models.schedule
             if schedule is not None and self.warehouse is not None:
                 every = parse_duration(schedule.every).total_seconds()
@@ -288,6 +295,15 @@ class Workspace:
             self.jobs = JobRunner(jobs, clock=self.clock.monotonic)
         self.jobs.start()
         return self.jobs
+
+    def purge_rejected(self) -> int:
+        """Apply the rejected store's retention window (`collect.rejected_retention`): delete
+        the rejected events not seen within it; how many were deleted."""
+        window = parse_duration(self.settings.config.collect.rejected_retention)
+        purged = self.rejected.purge(isoformat(self.clock.now() - window))
+        if purged:
+            logger.info("rejected store: %d events past the retention window deleted", purged)
+        return purged
 
     def trainer(self) -> Trainer:
         """A Trainer of this workspace's models (see models.training)."""

@@ -81,10 +81,11 @@ def test_the_batch_response_lists_a_bounded_number_of_problems_with_a_count(
 @pytest.fixture
 def limited(tmp_path: Path) -> Iterator[tuple[TestClient, Workspace, ManualClock]]:
     """A workspace whose `web` source may send 2 requests/s (burst 3) and 10 events/s
-    (burst 20), batches of 20 events at most, on a clock that moves only when told."""
+    (burst 20), batches of 20 events at most, 2 rejected events kept per source, on a clock
+    that moves only when told."""
     config = {
         **TEST_CONFIG,
-        "collect": {"max_batch_events": 20},
+        "collect": {"max_batch_events": 20, "rejected_per_source": 2},
         "sources": [
             {
                 **TEST_CONFIG["sources"][0],
@@ -144,6 +145,25 @@ def test_events_over_the_source_rate_get_429_and_other_sources_are_not_touched(
     strict = TEST_CONFIG["sources"][1]["write_key"]
     assert _track(client, 20, key=strict).status_code == 200  # its own (default) limit
     assert workspace.log.count() == 20 + 5 + 20
+
+
+def test_the_rejected_store_keeps_a_source_under_its_cap_and_within_retention(
+    limited: tuple[TestClient, Workspace, ManualClock],
+) -> None:
+    client, workspace, clock = limited
+    bad = [{"type": "track", "userId": f"u{index}"} for index in range(3)]  # no `event`
+    response = client.post("/v1/batch", json={"batch": bad}, headers=basic(WRITE_KEY))
+    assert response.status_code == 400 and response.json()["error"]["rejected_count"] == 3
+    assert workspace.rejected.count() == 2
+    text = generate_latest(workspace.metrics.registry).decode()
+    assert 'touchpoint_rejected_not_stored_total{source="web"} 1.0' in text
+    clock.advance(timedelta(days=6))
+    again = [{"type": "track", "userId": "u0"}]  # seen again: kept longer
+    assert client.post("/v1/batch", json={"batch": again}, headers=basic(WRITE_KEY)).status_code
+    clock.advance(timedelta(days=2))
+    assert workspace.purge_rejected() == 1
+    (kept,) = workspace.rejected.list().items
+    assert (kept.event, kept.occurrences) == ({"type": "track", "userId": "u0"}, 2)
 
 
 def _series(workspace: Workspace, name: str) -> int:

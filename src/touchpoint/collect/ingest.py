@@ -219,10 +219,11 @@ class Collector:
         """Append the records (durable, deduplicated) and store the rejections; blocks until
         the log's group commit, so what it returns may be acknowledged."""
         records = prepared.records
+        not_stored = 0
         try:
             result = self._log.append(records) if records else None
             if prepared.to_store and store_rejections:
-                self._rejected.add(prepared.to_store)
+                not_stored = self._rejected.add(prepared.to_store).count(None)
         except TouchpointError:
             raise
         except Exception as error:
@@ -242,7 +243,19 @@ class Collector:
             accepted_indexes=accepted_indexes,
         )
         self._count(prepared.source, outcome)
+        if not_stored:
+            self._over_cap(prepared.source, not_stored)
         return outcome
+
+    def _over_cap(self, source: SourceConfig, not_stored: int) -> None:
+        """Rejections the store had no room for: refused all the same, counted, not kept."""
+        logger.warning(
+            "rejected store: source %r is at its cap; %d rejected events counted, not stored",
+            source.name,
+            not_stored,
+        )
+        if self._metrics is not None:
+            self._metrics.rejected_not_stored.labels(source.name).inc(not_stored)
 
     def _prepare(
         self, index: int, message: Any, request: _Request
