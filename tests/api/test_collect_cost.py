@@ -19,7 +19,14 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import generate_latest
 
-from tests.conftest import TEST_CONFIG, TEST_START, WRITE_KEY, basic, write_config
+from tests.conftest import (
+    TEST_CONFIG,
+    TEST_START,
+    WRITE_KEY,
+    basic,
+    server_config,
+    write_config,
+)
 from touchpoint.api.app import create_app
 from touchpoint.core.clock import ManualClock
 from touchpoint.core.settings import load_settings
@@ -182,3 +189,21 @@ def test_metric_labels_stay_bounded_whatever_arrives(
     latency = _series(workspace, "touchpoint_http_request_duration_seconds_count")
     assert latency <= 10
     assert _series(workspace, "touchpoint_events_accepted_total") == 1
+
+
+def test_server_mode_limits_through_redis(
+    tmp_path: Path, postgres_schema: str, redis_prefix: str
+) -> None:
+    limit = {"requests_per_second": 1, "request_burst": 2}
+    source = {**TEST_CONFIG["sources"][0], "rate_limit": limit}
+    config = server_config(
+        postgres_schema, redis_prefix, sources=[source, *TEST_CONFIG["sources"][1:]]
+    )
+    settings = load_settings(write_config(tmp_path, config), tmp_path / "data", environ={})
+    workspace = Workspace.open(settings, clock=ManualClock(TEST_START))
+    try:
+        assert not workspace.rate_limiter.local
+        with TestClient(create_app(settings, workspace=workspace)) as client:
+            assert [_track(client).status_code for _ in range(3)] == [200, 200, 429]
+    finally:
+        workspace.close()
