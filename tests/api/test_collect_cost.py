@@ -21,9 +21,11 @@ from prometheus_client import generate_latest
 
 from tests.conftest import (
     TEST_CONFIG,
+    SECRET_KEY,
     TEST_START,
     WRITE_KEY,
     basic,
+    bearer,
     server_config,
     write_config,
 )
@@ -68,6 +70,10 @@ def test_identical_rejections_are_stored_once_with_a_count(
     post_gzip(client, gzipped_batch([1] * 10))
     (stored,) = workspace.rejected.list().items
     assert stored.occurrences == 2510
+    listed = client.get("/v1/rejected", headers=bearer(SECRET_KEY)).json()
+    assert listed["count"] == 1
+    assert listed["events"][0]["occurrences"] == 2510
+    assert listed["events"][0]["last_seen"] == stored.last_seen
 
 
 def test_the_batch_response_lists_a_bounded_number_of_problems_with_a_count(
