@@ -20,8 +20,8 @@ from fastapi.testclient import TestClient
 from prometheus_client import generate_latest
 
 from tests.conftest import (
-    TEST_CONFIG,
     SECRET_KEY,
+    TEST_CONFIG,
     TEST_START,
     WRITE_KEY,
     basic,
