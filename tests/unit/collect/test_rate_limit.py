@@ -118,3 +118,14 @@ def test_processes_sharing_redis_share_one_budget(redis_service: RedisService) -
     second.admit(WEB, 4)
     with pytest.raises(RateLimited):
         first.admit(WEB, 1)
+
+
+def test_the_documented_defaults() -> None:
+    """README: 1,000 requests/s (burst 2,000) and 10,000 events/s (burst 25,000) per source,
+    2,500 events per batch, rejected events kept 7 days, 50,000 per source."""
+    collect = TouchpointConfig().collect
+    limit = collect.rate_limit
+    assert (limit.requests_per_second, limit.request_burst) == (1000, 2000)
+    assert (limit.events_per_second, limit.event_burst) == (10_000, 25_000)
+    assert collect.max_batch_events == 2500
+    assert (collect.rejected_retention, collect.rejected_per_source) == ("7d", 50_000)
