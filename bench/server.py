@@ -182,6 +182,8 @@ def workspace_config(schema: str | None, prefix: str | None) -> dict[str, Any]:
         {"id": "probe_miss", "placements": [PROBE_PLACEMENT], "template": "<i>no</i>"},
     ]
     config["log"] = {"partitions": PARTITIONS}
+    # The benchmark measures what the servers take, not a source's rate limit.
+    config["collect"] = {"rate_limit": {"requests_per_second": None, "events_per_second": None}}
     if schema is not None and prefix is not None:
         config["postgres"] = {"url": POSTGRES_URL, "schema": schema}
         config["redis"] = {"url": REDIS_URL, "prefix": prefix}

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 from touchpoint.collect.ingest import Collector
 from touchpoint.collect.pii import IdentityHasher
+from touchpoint.collect.rate_limit import RateLimiter, build_rate_limiter
 from touchpoint.collect.rejected import RejectedStore, build_rejected_store
-from touchpoint.core.clock import SYSTEM_CLOCK, Clock, parse_duration
+from touchpoint.core.clock import SYSTEM_CLOCK, Clock, isoformat, parse_duration
 from touchpoint.core.errors import InvalidInput
 from touchpoint.core.metrics import Metrics
 from touchpoint.core.services import Services
@@ -50,6 +51,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+REJECTED_PURGE_SECONDS = 600.0  # how often the rejected store's retention is applied
+
 
 @dataclass
 class Workspace:
@@ -69,6 +72,7 @@ class Workspace:
     decider: Decider
     eraser: Eraser
     services: Services
+    rate_limiter: RateLimiter
     warehouse: Warehouse | None = None
     warehouse_writer: WarehouseWriter | None = None
     leases: Leases | None = None
@@ -128,7 +132,10 @@ class Workspace:
             clock=clock.time,
         )
         rejected = build_rejected_store(
-            config.rejected, data_dir, services.postgres_for(config.rejected, "rejected")
+            config.rejected,
+            data_dir,
+            services.postgres_for(config.rejected, "rejected"),
+            max_per_source=config.collect.rejected_per_source,
         )
         profiles = build_profile_store(
             config.profiles, data_dir, services.postgres_for(config.profiles, "profiles")
@@ -237,6 +244,7 @@ class Workspace:
             decider=decider,
             eraser=eraser,
             services=services,
+            rate_limiter=build_rate_limiter(config, services.redis, clock.time),
             warehouse=warehouse,
             warehouse_writer=writer,
             registry=registry,
@@ -280,14 +288,16 @@ class Workspace:
         self.start_jobs()
 
     def start_jobs(self) -> JobRunner:
-        """Start the background jobs of a long-running process (the warehouse copy; model
-        training on its schedule): `serve` with its processor and `worker` call this."""
+        """Start the background jobs of a long-running process (the warehouse copy; the
+        rejected store's retention; model training on its schedule): `serve` with its
+        processor and `worker` call this."""
         if self.jobs is None:
             jobs = []
             writer = self.warehouse_writer
             if writer is not None:
                 interval = parse_duration(self.settings.config.warehouse.sync_interval)
                 jobs.append(PeriodicJob("warehouse", interval.total_seconds(), writer.run_once))
+            jobs.append(PeriodicJob("rejected", REJECTED_PURGE_SECONDS, self.purge_rejected))
             schedule = self.settings.config.models.schedule
             if schedule is not None and self.warehouse is not None:
                 every = parse_duration(schedule.every).total_seconds()
@@ -295,6 +305,15 @@ class Workspace:
             self.jobs = JobRunner(jobs, clock=self.clock.monotonic)
         self.jobs.start()
         return self.jobs
+
+    def purge_rejected(self) -> int:
+        """Apply the rejected store's retention window (`collect.rejected_retention`): delete
+        the rejected events not seen within it; how many were deleted."""
+        window = parse_duration(self.settings.config.collect.rejected_retention)
+        purged = self.rejected.purge(isoformat(self.clock.now() - window))
+        if purged:
+            logger.info("rejected store: %d events past the retention window deleted", purged)
+        return purged
 
     def trainer(self) -> Trainer:
         """A Trainer of this workspace's models (see models.training)."""

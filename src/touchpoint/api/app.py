@@ -33,9 +33,29 @@ from touchpoint.runtime import Workspace
 
 logger = logging.getLogger(__name__)
 
+# Label values must come from bounded sets, whatever a client sends: every distinct value
+# is a new series kept for the life of the process.
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED_ROUTE = "<unmatched>"
+OTHER_METHOD = "<other>"
+
+
+def latency_labels(scope: Scope, status: int) -> tuple[str, str, str]:
+    """(method, route, status) of a request, each from a bounded set: a standard method else
+    `<other>`, the matched route's template (never the path) else `<unmatched>`, and the
+    status code (100-599)."""
+    method = scope.get("method", "")
+    route = getattr(scope.get("route"), "path", None)
+    return (
+        method if method in HTTP_METHODS else OTHER_METHOD,
+        route if isinstance(route, str) else UNMATCHED_ROUTE,
+        str(status) if 100 <= status <= 599 else "500",
+    )
+
 
 class LatencyMiddleware:
-    """Records request latency per route template (pure ASGI: no per-request task overhead)."""
+    """Records request latency per route template (pure ASGI: no per-request task overhead),
+    with labels from bounded sets (`latency_labels`)."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
@@ -57,9 +77,7 @@ class LatencyMiddleware:
         try:
             await self.app(scope, receive, send_with_status)
         finally:
-            route = scope.get("route")
-            path = getattr(route, "path", "<unmatched>")
-            self.metrics.request_latency.labels(scope["method"], path, str(status)).observe(
+            self.metrics.request_latency.labels(*latency_labels(scope, status)).observe(
                 time.perf_counter() - started
             )
 

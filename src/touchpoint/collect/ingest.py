@@ -40,6 +40,10 @@ from touchpoint.log.base import EventLog, LogRecord
 
 logger = logging.getLogger(__name__)
 
+# A reply lists at most this many rejected (and flagged) events, with their total counts: a
+# batch of 2,500 bad events must not make a reply of megabytes.
+LISTED_PROBLEMS = 100
+
 
 @dataclass(frozen=True, slots=True)
 class EventProblem:
@@ -70,12 +74,16 @@ class CollectResult:
     accepted_indexes: tuple[int, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
+        """The reply: counts, and the first `LISTED_PROBLEMS` rejected and flagged events
+        (in request order) with their reasons."""
         return {
             "success": not self.rejected,
             "accepted": self.accepted,
             "duplicates": self.duplicates,
-            "rejected": [problem.to_dict() for problem in self.rejected],
-            "flagged": [problem.to_dict() for problem in self.flagged],
+            "rejected_count": len(self.rejected),
+            "rejected": [problem.to_dict() for problem in self.rejected[:LISTED_PROBLEMS]],
+            "flagged_count": len(self.flagged),
+            "flagged": [problem.to_dict() for problem in self.flagged[:LISTED_PROBLEMS]],
         }
 
 
@@ -211,10 +219,11 @@ class Collector:
         """Append the records (durable, deduplicated) and store the rejections; blocks until
         the log's group commit, so what it returns may be acknowledged."""
         records = prepared.records
+        not_stored = 0
         try:
             result = self._log.append(records) if records else None
             if prepared.to_store and store_rejections:
-                self._rejected.add(prepared.to_store)
+                not_stored = self._rejected.add(prepared.to_store).count(None)
         except TouchpointError:
             raise
         except Exception as error:
@@ -234,7 +243,19 @@ class Collector:
             accepted_indexes=accepted_indexes,
         )
         self._count(prepared.source, outcome)
+        if not_stored:
+            self._over_cap(prepared.source, not_stored)
         return outcome
+
+    def _over_cap(self, source: SourceConfig, not_stored: int) -> None:
+        """Rejections the store had no room for: refused all the same, counted, not kept."""
+        logger.warning(
+            "rejected store: source %r is at its cap; %d rejected events counted, not stored",
+            source.name,
+            not_stored,
+        )
+        if self._metrics is not None:
+            self._metrics.rejected_not_stored.labels(source.name).inc(not_stored)
 
     def _prepare(
         self, index: int, message: Any, request: _Request
