@@ -140,11 +140,15 @@ def test_client_answers_have_the_same_shape_for_a_customer_and_a_stranger(
     signed = decide(client, {"user_id": VICTIM, "user_hash": site_hash(workspace, VICTIM)})
     stranger = decide(client, {"anonymous_id": "a-fresh-device"})
     assert signed.status_code == stranger.status_code == 200
-    assert set(signed.json()) == set(stranger.json()) == {
-        "decision_id",
-        "definitions_version",
-        "placements",
-    }
+    assert (
+        set(signed.json())
+        == set(stranger.json())
+        == {
+            "decision_id",
+            "definitions_version",
+            "placements",
+        }
+    )
     assert set(hero_of(signed)) == set(hero_of(stranger))
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-
 from typing import TYPE_CHECKING, Any
 
 from touchpoint.core.errors import Forbidden

@@ -164,7 +164,7 @@ class IdentityResolver:
             return []
         raw = event.get("previousId")
         candidates = []
-        kinds = (self._user_kind, self._anonymous_kind)
+        kinds: tuple[IdentityKind | None, ...] = (self._user_kind, self._anonymous_kind)
         if event.get(IDENTITY_VERIFIED) is True:
             kinds = (self._anonymous_kind,)  # nobody signed the previous user id
         for kind in kinds:
