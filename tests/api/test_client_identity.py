@@ -14,8 +14,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import CLIENT_KEY, SECRET_KEY, WRITE_KEY, basic, bearer, drain
+from touchpoint.api.app import create_app
 from touchpoint.core.clock import isoformat
 from touchpoint.core.identity_verification import user_hash
+from touchpoint.core.settings import Settings
 from touchpoint.profiles.model import Identity
 from touchpoint.runtime import Workspace
 
@@ -48,8 +50,12 @@ def send(client: TestClient, workspace: Workspace, key: str, *events: dict) -> d
     return body
 
 
-@pytest.fixture
-def victim(client: TestClient, workspace: Workspace) -> str:
+@pytest.fixture(name="victim")
+def victim_fixture(client: TestClient, workspace: Workspace) -> str:
+    return make_victim(client, workspace)
+
+
+def make_victim(client: TestClient, workspace: Workspace) -> str:
     """A customer with a name and an order, sent from the server source; their profile id."""
     body = send(
         client,
@@ -274,3 +280,23 @@ def test_a_source_without_client_decisions_links_as_before(
     )
     assert body["accepted"] == 1
     assert workspace.profiles.find(Identity("anonymous_id", "server-known-device")) == victim
+
+
+def test_in_server_mode_the_same_attacks_fail_and_the_signed_path_works(
+    server_settings: Settings, server_workspace: Workspace
+) -> None:
+    """PostgreSQL stores and the Redis log: refusals, rejections and links are the same."""
+    with TestClient(create_app(server_settings, workspace=server_workspace)) as client:
+        make_victim(client, server_workspace)
+        assert decide(client, {"email": VICTIM_EMAIL}).status_code == 403
+        attack = {"type": "identify", "anonymousId": "attacker-device", "userId": VICTIM}
+        body = send(client, server_workspace, CLIENT_KEY, attack)
+        assert body["rejected"][0]["reason"] == "identity_not_verified"
+        email_attack = {"type": "identify", "anonymousId": "a2", "traits": {"email": VICTIM_EMAIL}}
+        assert send(client, server_workspace, CLIENT_KEY, email_attack)["accepted"] == 1
+        assert not _linked_to_victim(client, "attacker-device")
+        assert not _linked_to_victim(client, "a2")
+        signed = {"user_id": VICTIM, "user_hash": site_hash(server_workspace, VICTIM)}
+        response = decide(client, signed)
+        assert hero_of(response)["content_id"] == "hero_buyer"
+        assert "profile_id" not in response.json()
