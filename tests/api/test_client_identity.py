@@ -165,13 +165,15 @@ def _linked_to_victim(client: TestClient, device: str) -> bool:
     return hero_of(decide(client, {"anonymous_id": device}))["content_id"] == "hero_buyer"
 
 
-@pytest.mark.parametrize("kind", ["identify", "track", "page"])
+@pytest.mark.parametrize("kind", ["identify", "track", "page", "screen", "group", "alias"])
 def test_an_unsigned_user_id_from_the_client_source_is_rejected_and_links_nothing(
     client: TestClient, workspace: Workspace, victim: str, kind: str
 ) -> None:
     event = {"type": kind, "anonymousId": "attacker-device", "userId": VICTIM}
-    if kind == "track":
-        event["event"] = "Product Viewed"
+    extra = {"track": {"event": "Product Viewed"}, "group": {"groupId": "g1"}}
+    event.update(extra.get(kind, {}))
+    if kind == "alias":
+        event = {"type": "alias", "previousId": "attacker-device", "userId": VICTIM}
     body = send(client, workspace, CLIENT_KEY, event)
     assert body["accepted"] == 0
     rejected = body["rejected"][0]
