@@ -67,6 +67,7 @@ from bench.common import (
 )
 from bench.server_phases import (
     CATALOG_ITEMS,
+    IDENTITY_SECRET,
     PROBE_EVENT,
     PROBE_HIT,
     PROBE_PLACEMENT,
@@ -167,6 +168,7 @@ def workspace_config(schema: str | None, prefix: str | None) -> dict[str, Any]:
         write_key=WRITE_KEY,
         secret_key=SECRET_KEY,
         hash_secret=HASH_SECRET,
+        identity_secret=IDENTITY_SECRET,
         extra_content=promotions,
     )
     config["features"].append({"name": "bench_probes", "type": "count", "event": PROBE_EVENT})

@@ -50,6 +50,11 @@ def print_keys(settings: Settings, base_url: str) -> None:
     )
     console.print(f"  write key ({source.name}): [green]{source.write_key}[/green]")
     console.print(f"  secret key: [yellow]{settings.secret_key}[/yellow]")
+    for signing in settings.config.sources:
+        secret = signing.identity_verification.secret
+        if signing.needs_identity_secret and secret is not None:
+            # For the site's backend: user_hash = hex HMAC-SHA256(secret, user id).
+            console.print(f"  identity secret ({signing.name}): [yellow]{secret}[/yellow]")
     console.print(
         f"  send:   curl -u {source.write_key}: {base_url}/v1/track "
         "-H 'content-type: application/json' "

@@ -1,7 +1,9 @@
 """The collector: from raw messages to durably logged events.
 
 Per message: size limit, validation against the Segment spec, normalization,
-the tracking plan (enforce rejects, flag marks), PII hashing, routing key. The
+identity verification (a source that requires it rejects a `userId` without its
+valid `context.user_hash`), the tracking plan (enforce rejects, flag marks), PII
+hashing, routing key. The
 good ones are appended to the log in one call (durable, deduplicated on
 `messageId`), the bad ones stored in the rejected store with their reasons;
 only then does `collect` return, so a 200 built from its result means nothing
@@ -35,6 +37,11 @@ from touchpoint.collect.rejected import NewRejected, RejectedStore
 from touchpoint.core.clock import isoformat, utcnow
 from touchpoint.core.config import IdentityKind, SourceConfig, TouchpointConfig
 from touchpoint.core.errors import TouchpointError, Unavailable
+from touchpoint.core.identity_verification import (
+    IDENTITY_VERIFIED,
+    IdentityNotVerified,
+    verify_event_identity,
+)
 from touchpoint.core.metrics import Metrics
 from touchpoint.log.base import EventLog, LogRecord
 
@@ -285,6 +292,13 @@ class Collector:
             batch_context=request.context,
             received_text=request.received_text,
         )
+        stored.pop(IDENTITY_VERIFIED, None)  # only the collector says so
+        if request.source.verifies_events:
+            refused = verify_event_identity(stored, request.source)
+            if refused is not None:
+                return None, EventProblem(
+                    index, stored["messageId"], IdentityNotVerified.code, [refused]
+                )
         problem = None
         mode = request.source.tracking_plan_mode
         if mode != "off":

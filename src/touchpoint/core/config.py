@@ -56,15 +56,51 @@ class RateLimitConfig(_Model):
     event_burst: int = Field(default=25_000, ge=1)
 
 
+class IdentityVerificationConfig(_Model):
+    """How a source proves who its visitors are (see docs/threat-model.md).
+
+    `secret` signs user ids (`user_hash` = hex HMAC-SHA256(secret, user id), computed by the
+    site's backend). It need not be written here: name an environment variable in
+    `secret_env`, or leave both out and one is generated once and kept in
+    `<data-dir>/workspace-keys.json` (printed by `touchpoint serve`). `events`: whether every
+    event with a `userId` must carry `context.user_hash`; unset, it follows
+    `allow_client_decisions`, because a source whose pages may decide must not let them link
+    a device to anyone they name.
+    """
+
+    secret: str | None = Field(default=None, min_length=16)
+    secret_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    events: bool | None = None
+
+
 class SourceConfig(_Model):
     """A source of events (a website, an app, a server) and its public write key.
-    `rate_limit`: this source's own limits (default: `collect.rate_limit`)."""
+
+    With `allow_client_decisions`, its write key may also ask `POST /v1/decide`, for the
+    device it names, or for a user id signed with the source's identity secret.
+
+    `rate_limit`: this source's own limits (default: `collect.rate_limit`).
+    """
 
     name: str
     write_key: str = Field(min_length=8)
     tracking_plan_mode: Literal["enforce", "flag", "off"] = "flag"
     allow_client_decisions: bool = False
     rate_limit: RateLimitConfig | None = None
+    identity_verification: IdentityVerificationConfig = Field(
+        default_factory=IdentityVerificationConfig
+    )
+
+    @property
+    def verifies_events(self) -> bool:
+        """Whether this source's events naming a user id must carry a valid `user_hash`."""
+        events = self.identity_verification.events
+        return self.allow_client_decisions if events is None else events
+
+    @property
+    def needs_identity_secret(self) -> bool:
+        """Whether anything this source does checks a signature."""
+        return self.allow_client_decisions or self.verifies_events
 
 
 class PlannedEvent(_Model):
@@ -492,6 +528,10 @@ class TouchpointConfig(_Model):
         if self.log.type == "auto":
             return "redis" if self.redis.url else "sqlite"
         return self.log.type
+
+    def source_named(self, name: str) -> SourceConfig | None:
+        """The source called `name`, if any."""
+        return next((source for source in self.sources if source.name == name), None)
 
     def source_by_key(self, write_key: str) -> SourceConfig | None:
         for source in self.sources:
