@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from touchpoint.core.config import StoreConfig
+from touchpoint.core.leftovers import Leftover
 from touchpoint.profiles.store import Page
 
 if TYPE_CHECKING:
@@ -162,6 +163,12 @@ class DecisionLog(abc.ABC):
     @abc.abstractmethod
     def count(self) -> int:
         """How many decision records are stored."""
+
+    def scrub(self) -> list[Leftover]:
+        """After an erasure: make the backend overwrite what the erased rows left in its
+        files, where it can; what may still hold their bytes, and until when (empty when
+        nothing does). Nothing to do by default (a backend without files of its own)."""
+        return []
 
     def close(self) -> None:  # noqa: B027 - optional for backends without resources
         """Release connections."""

@@ -7,6 +7,12 @@ rejected store, and finally records the job in the audit log. Tombstones come fi
 that an event processed meanwhile (a late event, a replay, a retry) is dropped by the
 stream processor instead of rebuilding the person from what is not yet erased.
 
+Deleting rows is not the end of it: their bytes can outlive them in the stores' files.
+Every store then scrubs (`scrub`: SQLite files are opened with secure delete, so deleted
+rows are zeroed, and their write-ahead logs are truncated; PostgreSQL tables are vacuumed)
+and the job's `leftovers` say where bytes may still remain and until when (see
+docs/adr/0005-consent-and-erasure.md).
+
 The job record names the person only by their tombstone hash, never by an identifier.
 Asking again (by the same or another of their identifiers) returns the same job, marked
 `already_erased`.
@@ -26,6 +32,7 @@ from touchpoint.collect.pii import IdentityHasher
 from touchpoint.collect.rejected import RejectedStore
 from touchpoint.core.clock import isoformat, new_id, utcnow
 from touchpoint.core.errors import NotFound
+from touchpoint.core.leftovers import Leftover
 from touchpoint.core.metrics import Metrics
 from touchpoint.decide.log import DecisionLog
 from touchpoint.govern.audit import AuditLog
@@ -51,8 +58,10 @@ class ErasureJob:
 
     `subject`: the tombstone hash of the identifier the caller named (no plain identifier).
     `erased`: `profile_store` (rows per kind), `event_log` (records), `decision_log`
-    (`decisions`, `outcomes`), `rejected_store` (events). `already_erased`: this call found
-    the person erased before and returns that job again.
+    (`decisions`, `outcomes`), `rejected_store` (events). `leftovers`: where bytes of the
+    erased rows may still be on disk after every store scrubbed, and until when (`store`,
+    `where`, `until`; empty when nowhere). `already_erased`: this call found the person
+    erased before and returns that job again.
     """
 
     job_id: str
@@ -62,6 +71,7 @@ class ErasureJob:
     subject: str
     profile_ids: tuple[str, ...]
     erased: dict[str, Any] = field(default_factory=dict)
+    leftovers: tuple[dict[str, str], ...] = ()
     already_erased: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -74,6 +84,7 @@ class ErasureJob:
             "subject": self.subject,
             "profile_ids": list(self.profile_ids),
             "erased": self.erased,
+            "leftovers": [dict(item) for item in self.leftovers],
             "already_erased": self.already_erased,
         }
 
@@ -88,6 +99,9 @@ class ErasureJob:
             subject=str(data.get("subject", "")),
             profile_ids=tuple(str(item) for item in data.get("profile_ids", ())),
             erased=dict(data.get("erased") or {}),
+            leftovers=tuple(
+                {str(k): str(v) for k, v in item.items()} for item in data.get("leftovers", ())
+            ),
             already_erased=bool(data.get("already_erased", False)),
         )
 
@@ -163,6 +177,7 @@ class Eraser:
                 subject=subject,
                 profile_ids=erased.profile_ids,
                 erased={"profile_store": dict(erased.counts), **elsewhere},
+                leftovers=self._scrub(),
             )
             self.audit.record(
                 actor=actor, action=ERASE_ACTION, target=job_id, details=job.to_dict()
@@ -204,6 +219,27 @@ class Eraser:
             "rejected_store": erased_rejected,
         }
 
+    def _scrub(self) -> tuple[dict[str, str], ...]:
+        """Every store overwrites what the erased rows left in its files, where it can; what
+        may remain (the job's `leftovers`). A store that fails to scrub is a leftover too:
+        its rows are deleted already, so the erasure itself stands."""
+        leftovers: list[Leftover] = []
+        stores: list[tuple[str, Callable[[], list[Leftover]]]] = [
+            ("profile_store", self.profiles.scrub),
+            ("event_log", self.log.scrub),
+            ("decision_log", self.decisions.scrub),
+            ("rejected_store", self.rejected.scrub),
+        ]
+        for name, scrub in stores:
+            try:
+                leftovers.extend(scrub())
+            except Exception:
+                logger.exception("scrubbing the %s after an erasure failed", name)
+                leftovers.append(
+                    Leftover(name, "its files (the scrub failed: see the log)", "the next scrub")
+                )
+        return tuple(leftover.to_dict() for leftover in leftovers)
+
     def _again(self, kind: str, identity: Identity, subject: str, actor: str) -> ErasureJob:
         """The job of an earlier erasure of this identifier, or NotFound."""
         job_id = self.profiles.tombstone(subject)
@@ -224,6 +260,7 @@ class Eraser:
             subject=subject,
             profile_ids=(),
             erased={"profile_store": {}, **elsewhere, "resumed": True},
+            leftovers=self._scrub(),
         )
         self.audit.record(actor=actor, action=ERASE_ACTION, target=job_id, details=job.to_dict())
         logger.warning("resumed erasure job %s, which had not reached the audit log", job_id)
