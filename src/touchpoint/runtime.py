@@ -32,6 +32,7 @@ from touchpoint.log.base import EventLog
 from touchpoint.log.coordination import Leases, PartitionCoordinator, SqliteLeases
 from touchpoint.log.sqlite import SqliteEventLog
 from touchpoint.models.metrics import ModelCollector
+from touchpoint.models.erasure import forget_people
 from touchpoint.models.registry import ModelRegistry
 from touchpoint.profiles import build_profile_store
 from touchpoint.profiles.identity import IdentityResolver
@@ -218,6 +219,7 @@ class Workspace:
             audit=audit,
             hasher=hasher,
             resolver=processor.resolver,
+            forget_in_models=partial(forget_people, registry),
             metrics=metrics,
             clock=clock.now,
         )

@@ -114,9 +114,9 @@ def build(client: TestClient, workspace: Workspace) -> Person:
         {"type": "identify", "userId": KEPT_USER, "traits": {"name": "Kept"}},
     ]  # fmt: skip
     assert send(client, *person_events) == 200
+    traits = {"email": EMAIL, "phone": PHONE, "address": ADDRESS}
     rejected = {"type": "track", "userId": USER, "event": "Order Completed",
-                "properties": {"coupon": "X"},
-                "context": {"traits": {"email": EMAIL, "phone": PHONE, "address": ADDRESS}}}  # fmt: skip
+                "properties": {"coupon": "X"}, "context": {"traits": traits}}  # fmt: skip
     assert send(client, rejected, key=STRICT_KEY) == 400
     drain(workspace)
     for subject in ({"user_id": USER}, {"anonymous_id": ANON}):

@@ -8,6 +8,7 @@ as received, so an operator can fix the plan or the client and replay them.
 from __future__ import annotations
 
 import abc
+import builtins
 import json
 import logging
 import sqlite3
@@ -105,7 +106,7 @@ class RejectedStore(abc.ABC):
     def erase_message_ids(self, message_ids: Sequence[str]) -> int:
         """Delete every stored event with one of these message ids (erasure); the count."""
 
-    def scrub(self) -> list[Leftover]:
+    def scrub(self) -> builtins.list[Leftover]:
         """After an erasure: make the backend overwrite what the erased rows left in its
         files, where it can; what may still hold their bytes, and until when (empty when
         nothing does). Nothing to do by default (a backend without files of its own)."""
@@ -326,7 +327,7 @@ class SqliteRejectedStore(RejectedStore):
         """See `RejectedStore.erase_message_ids`."""
         return self._delete("message_id", list(dict.fromkeys(message_ids)))
 
-    def scrub(self) -> list[Leftover]:
+    def scrub(self) -> builtins.list[Leftover]:
         """See `RejectedStore.scrub`: erased rows were zeroed in their pages (secure
         delete); the write-ahead log, which still has their old pages, is truncated."""
         return checkpoint_truncate(self.path, store="rejected_store")

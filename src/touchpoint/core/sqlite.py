@@ -44,8 +44,8 @@ def open_connection(
     pragmas: Iterable[str] = (),
 ) -> sqlite3.Connection:
     """A connection in autocommit mode (transactions are explicit), usable from any thread,
-    with secure delete on, in WAL mode at the given synchronous level, with `pragmas` (`"temp_store=MEMORY"`) and
-    `schema` applied; closed again if any of that fails."""
+    with secure delete on, in WAL mode at the given synchronous level, with `pragmas`
+    (`"temp_store=MEMORY"`) and `schema` applied; closed again if any of that fails."""
     connection = sqlite3.connect(
         Path(path), isolation_level=None, check_same_thread=False, timeout=timeout
     )

@@ -15,6 +15,7 @@ exist yet.
 from __future__ import annotations
 
 import abc
+import builtins
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,7 +165,7 @@ class DecisionLog(abc.ABC):
     def count(self) -> int:
         """How many decision records are stored."""
 
-    def scrub(self) -> list[Leftover]:
+    def scrub(self) -> builtins.list[Leftover]:
         """After an erasure: make the backend overwrite what the erased rows left in its
         files, where it can; what may still hold their bytes, and until when (empty when
         nothing does). Nothing to do by default (a backend without files of its own)."""

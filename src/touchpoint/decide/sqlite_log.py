@@ -411,7 +411,7 @@ class SqliteDecisionLog(DecisionLog):
         if self._commits >= _CHECKPOINT_COMMITS:
             self._wake.set()
 
-    def scrub(self) -> list[Leftover]:
+    def scrub(self) -> builtins.list[Leftover]:
         """See `DecisionLog.scrub`: erased rows were zeroed in their pages (secure delete);
         the write-ahead log, which still has their old pages, is truncated."""
         return checkpoint_truncate(self.path, store="decision_log", timeout=self._timeout)

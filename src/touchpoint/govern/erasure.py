@@ -2,8 +2,9 @@
 
 `Eraser.erase` finds the person by any identifier and erases, in this order: the profile
 store (profile, everything merged into it, identity graph, timeline, segments, lineage),
-writing tombstones in the same transaction, then the event log, the decision log and the
-rejected store, and finally records the job in the audit log. Tombstones come first so
+writing tombstones in the same transaction, then the event log, the decision log, the
+rejected store, the warehouse and the stored models (recommenders forget the person's
+profile ids), and finally records the job in the audit log. Tombstones come first so
 that an event processed meanwhile (a late event, a replay, a retry) is dropped by the
 stream processor instead of rebuilding the person from what is not yet erased.
 
@@ -58,7 +59,8 @@ class ErasureJob:
 
     `subject`: the tombstone hash of the identifier the caller named (no plain identifier).
     `erased`: `profile_store` (rows per kind), `event_log` (records), `decision_log`
-    (`decisions`, `outcomes`), `rejected_store` (events). `leftovers`: where bytes of the
+    (`decisions`, `outcomes`), `rejected_store` (events), `warehouse` (rows per table) and
+    `models` (`versions_rewritten`: stored recommenders that forgot the person). `leftovers`: where bytes of the
     erased rows may still be on disk after every store scrubbed, and until when (`store`,
     `where`, `until`; empty when nowhere). `already_erased`: this call found the person
     erased before and returns that job again.
@@ -124,6 +126,7 @@ class Eraser:
         audit: AuditLog,
         hasher: IdentityHasher,
         resolver: IdentityResolver,
+        forget_in_models: Callable[[Sequence[str]], int] | None = None,
         metrics: Metrics | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -135,6 +138,7 @@ class Eraser:
         self.audit = audit
         self.hasher = hasher
         self.resolver = resolver
+        self.forget_in_models = forget_in_models
         self.metrics = metrics
         self._clock = clock
         self._tombstone_key: Callable[[Identity], str] = partial(tombstone_key, hasher)
@@ -209,6 +213,8 @@ class Eraser:
             erased["warehouse"] = self.warehouse.erase(
                 profile_ids=profile_ids, message_ids=message_ids, keys=routing_keys
             )
+        if self.forget_in_models is not None and profile_ids:
+            erased["models"] = {"versions_rewritten": self.forget_in_models(profile_ids)}
         return {
             **erased,
             "event_log": erased_log,
