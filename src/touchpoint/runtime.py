@@ -31,8 +31,8 @@ from touchpoint.log import build_event_log
 from touchpoint.log.base import EventLog
 from touchpoint.log.coordination import Leases, PartitionCoordinator, SqliteLeases
 from touchpoint.log.sqlite import SqliteEventLog
-from touchpoint.models.metrics import ModelCollector
 from touchpoint.models.erasure import forget_people
+from touchpoint.models.metrics import ModelCollector
 from touchpoint.models.registry import ModelRegistry
 from touchpoint.profiles import build_profile_store
 from touchpoint.profiles.identity import IdentityResolver

@@ -60,10 +60,10 @@ class ErasureJob:
     `subject`: the tombstone hash of the identifier the caller named (no plain identifier).
     `erased`: `profile_store` (rows per kind), `event_log` (records), `decision_log`
     (`decisions`, `outcomes`), `rejected_store` (events), `warehouse` (rows per table) and
-    `models` (`versions_rewritten`: stored recommenders that forgot the person). `leftovers`: where bytes of the
-    erased rows may still be on disk after every store scrubbed, and until when (`store`,
-    `where`, `until`; empty when nowhere). `already_erased`: this call found the person
-    erased before and returns that job again.
+    `models` (`versions_rewritten`: stored recommenders that forgot the person).
+    `leftovers`: where bytes of the erased rows may still be on disk after every store
+    scrubbed, and until when (`store`, `where`, `until`; empty when nowhere).
+    `already_erased`: this call found the person erased before and returns that job again.
     """
 
     job_id: str

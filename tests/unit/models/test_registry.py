@@ -145,8 +145,6 @@ def test_a_rewrite_replaces_the_artifact_and_keeps_the_version(registry: ModelRe
     assert (directory / "sample.parquet").read_bytes() == b"kept"
     assert registry.get("propensity", 1).status == "promoted"
     assert registry.current("propensity") == registry.get("propensity", 1)
-    assert sorted(p.name for p in directory.parent.iterdir() if p.name.startswith(".")) == [
-        ".lock"
-    ]
+    assert sorted(p.name for p in directory.parent.iterdir() if p.name.startswith(".")) == [".lock"]
     assert registry.rewrite("propensity", 1, lambda current, staging: False) is False
     assert load(directory) == "one, forgetting"
