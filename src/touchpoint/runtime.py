@@ -32,6 +32,7 @@ from touchpoint.log import build_event_log
 from touchpoint.log.base import EventLog
 from touchpoint.log.coordination import Leases, PartitionCoordinator, SqliteLeases
 from touchpoint.log.sqlite import SqliteEventLog
+from touchpoint.models.erasure import forget_people
 from touchpoint.models.metrics import ModelCollector
 from touchpoint.models.registry import ModelRegistry
 from touchpoint.profiles import build_profile_store
@@ -226,6 +227,7 @@ class Workspace:
             audit=audit,
             hasher=hasher,
             resolver=processor.resolver,
+            forget_in_models=partial(forget_people, registry),
             metrics=metrics,
             clock=clock.now,
         )

@@ -18,6 +18,7 @@ keep the index entries small (trait values may be long) and add no plain copy of
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import logging
@@ -37,6 +38,7 @@ from touchpoint.collect.rejected import (
     rejected_from_row,
 )
 from touchpoint.core.errors import InvalidInput, Unavailable
+from touchpoint.core.leftovers import Leftover
 from touchpoint.core.postgres import Migration, Postgres, postgres_text
 from touchpoint.profiles.store import Page, parse_id_cursor
 
@@ -282,6 +284,10 @@ class PostgresRejectedStore(RejectedStore):
         """See `RejectedStore.erase_message_ids`: one `DELETE`."""
         wanted = [postgres_text(value) for value in dict.fromkeys(message_ids)]
         return self._delete("message_id = ANY(%s::text[])", wanted)
+
+    def scrub(self) -> builtins.list[Leftover]:
+        """See `RejectedStore.scrub`: the rejected table is vacuumed."""
+        return self._postgres.vacuum(STORE, ("rejected",), name="rejected_store")
 
     def close(self) -> None:
         """Nothing to release: the connection pool belongs to the `Postgres` service."""

@@ -14,6 +14,7 @@ stored); and `purge` drops rows not seen within the retention window.
 from __future__ import annotations
 
 import abc
+import builtins
 import hashlib
 import json
 import logging
@@ -27,7 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 from touchpoint.collect.pii import identifier_text
 from touchpoint.core.errors import InvalidInput
-from touchpoint.core.sqlite import open_connection, write_transaction
+from touchpoint.core.leftovers import Leftover
+from touchpoint.core.sqlite import checkpoint_truncate, open_connection, write_transaction
 from touchpoint.profiles.store import Page, parse_id_cursor
 
 if TYPE_CHECKING:
@@ -165,6 +167,12 @@ class RejectedStore(abc.ABC):
     @abc.abstractmethod
     def erase_message_ids(self, message_ids: Sequence[str]) -> int:
         """Delete every stored event with one of these message ids (erasure); the count."""
+
+    def scrub(self) -> builtins.list[Leftover]:
+        """After an erasure: make the backend overwrite what the erased rows left in its
+        files, where it can; what may still hold their bytes, and until when (empty when
+        nothing does). Nothing to do by default (a backend without files of its own)."""
+        return []
 
     def close(self) -> None:  # noqa: B027 - optional for backends without resources
         """Release connections."""
@@ -443,6 +451,11 @@ class SqliteRejectedStore(RejectedStore):
     def erase_message_ids(self, message_ids: Sequence[str]) -> int:
         """See `RejectedStore.erase_message_ids`."""
         return self._delete("message_id", list(dict.fromkeys(message_ids)))
+
+    def scrub(self) -> builtins.list[Leftover]:
+        """See `RejectedStore.scrub`: erased rows were zeroed in their pages (secure
+        delete); the write-ahead log, which still has their old pages, is truncated."""
+        return checkpoint_truncate(self.path, store="rejected_store")
 
     def close(self) -> None:
         """Close the connection."""

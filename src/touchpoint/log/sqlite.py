@@ -35,9 +35,12 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from touchpoint.core.errors import DefinitionError, Unavailable
+from touchpoint.core.leftovers import Leftover
 from touchpoint.core.sqlite import (
+    SECURE_DELETE_PRAGMA,
     WAL_AUTOCHECKPOINT_PAGES,
     WAL_SIZE_LIMIT_BYTES,
+    checkpoint_truncate,
     disk_full,
     shrink_wal,
 )
@@ -145,6 +148,7 @@ class SqliteEventLog(EventLog):
             self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_timeout
         )
         connection.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+        connection.execute(f"PRAGMA {SECURE_DELETE_PRAGMA}")
         mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             connection.close()
@@ -443,6 +447,11 @@ class SqliteEventLog(EventLog):
             return deleted
 
         return self._submit(apply)
+
+    def scrub(self) -> list[Leftover]:
+        """See `EventLog.scrub`: erased records were zeroed in their pages (secure delete);
+        the write-ahead log, which still has their old pages, is truncated."""
+        return checkpoint_truncate(self.path, store="event_log", timeout=self._busy_timeout)
 
     def close(self) -> None:
         """Write what is queued, stop the writer and close every connection. Idempotent."""
