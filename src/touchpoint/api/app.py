@@ -9,10 +9,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from touchpoint import __version__
 from touchpoint.api.errors import install_error_handlers
+from touchpoint.api.openapi import install_openapi
 from touchpoint.api.responses import OrjsonResponse
 from touchpoint.api.routers import (
     audit,
@@ -32,6 +34,8 @@ from touchpoint.core.settings import Settings, load_settings
 from touchpoint.runtime import Workspace
 
 logger = logging.getLogger(__name__)
+
+DOCS_ASSETS = "/docs/static"
 
 
 class LatencyMiddleware:
@@ -95,11 +99,15 @@ def create_app(settings: Settings, *, workspace: Workspace | None = None) -> Fas
             if owned:
                 opened.close()
 
-    app = FastAPI(
+    # `/docs` (Swagger UI) and `/redoc` load their scripts and styles from this server
+    # (`/docs/static`, shipped in the fastapi-offline package), never from a CDN: the docs
+    # work offline and behind a strict firewall.
+    app = FastAPIOffline(
         title="Touchpoint",
         version=__version__,
         default_response_class=OrjsonResponse,
         lifespan=lifespan,
+        static_url=DOCS_ASSETS,
     )
     if workspace is not None:
         app.state.workspace = workspace
@@ -121,5 +129,6 @@ def create_app(settings: Settings, *, workspace: Workspace | None = None) -> Fas
         app.include_router(demo.router)
     if settings.enable_noop_endpoint:
         app.add_api_route("/v1/noop", health.noop, methods=["POST"], include_in_schema=False)
+    install_openapi(app, settings.config, decide.MAX_PLACEMENTS)
     app.add_middleware(LatencyMiddleware, metrics=metrics)
     return app

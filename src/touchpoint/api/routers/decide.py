@@ -25,14 +25,18 @@ fallback.
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from fastapi import APIRouter, Request
 
 from touchpoint.api.deps import AdminKey, WorkspaceDep, basic_user, read_stores
+from touchpoint.api.openapi import documented_body
 from touchpoint.api.responses import OrjsonResponse
 from touchpoint.api.routers.collect import parse_json, read_body
+from touchpoint.api.schemas.decide import DecideResponse, PlacementDescription, PlacementList
+from touchpoint.api.schemas.errors import ADMIN_ERRORS, error_responses
+from touchpoint.api.schemas.security import DECIDE_KEYS, SecretKeyScheme
+from touchpoint.core.config import same_key
 from touchpoint.core.errors import BadRequest, Forbidden, InvalidInput, Unauthorized
 from touchpoint.decide.engine import DecideRequest
 from touchpoint.runtime import Workspace
@@ -54,7 +58,7 @@ def authorize_decide(request: Request, workspace: Workspace) -> str:
     key: str | None
     if scheme.lower() == "bearer":
         key = token.strip() or None
-        if key is not None and secrets.compare_digest(key, workspace.settings.secret_key):
+        if key is not None and same_key(key, workspace.settings.secret_key):
             return "secret"
     else:
         key = basic_user(request)
@@ -125,7 +129,16 @@ def parse_decide_body(body: Any, identity_kinds: tuple[str, ...]) -> DecideReque
     return DecideRequest(identities=identities, placements=placements, context=context)
 
 
-@router.post("/v1/decide", summary="Decide what placements show a person")
+@router.post(
+    "/v1/decide",
+    summary="Decide what placements show a person",
+    # Declared, and sent as a ready Response: see RESPONSES in routers.collect.
+    responses={
+        200: {"model": DecideResponse, "description": "The decision"},
+        **error_responses(400, 401, 403, 404, 413, 422, 503),
+    },
+    openapi_extra={**DECIDE_KEYS, **documented_body("DecideBody")},
+)
 async def decide(request: Request) -> OrjsonResponse:
     # The workspace is read from the app state rather than through a dependency: on a route
     # this hot, FastAPI's dependency resolution is a measurable share of the request.
@@ -138,13 +151,23 @@ async def decide(request: Request) -> OrjsonResponse:
     return OrjsonResponse(decision.to_dict())
 
 
-@router.get("/v1/placements", summary="Placements with their content", dependencies=[AdminKey])
+@router.get(
+    "/v1/placements",
+    summary="Placements with their content",
+    dependencies=[AdminKey, SecretKeyScheme],
+    response_model=PlacementList,
+    responses=ADMIN_ERRORS,
+)
 async def list_placements(workspace: WorkspaceDep) -> dict[str, Any]:
     return workspace.decider.describe()
 
 
 @router.get(
-    "/v1/placements/{name}", summary="One placement with its content", dependencies=[AdminKey]
+    "/v1/placements/{name}",
+    summary="One placement with its content",
+    dependencies=[AdminKey, SecretKeyScheme],
+    response_model=PlacementDescription,
+    responses=ADMIN_ERRORS,
 )
 async def get_placement(name: str, workspace: WorkspaceDep) -> dict[str, Any]:
     return workspace.decider.describe_placement(name)

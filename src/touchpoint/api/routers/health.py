@@ -10,11 +10,18 @@ from starlette.concurrency import run_in_threadpool
 
 from touchpoint.api.deps import WorkspaceDep
 from touchpoint.api.responses import OrjsonResponse
+from touchpoint.api.schemas.errors import error_responses
+from touchpoint.api.schemas.health import Health
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", summary="Liveness and the processor's lag")
+@router.get(
+    "/healthz",
+    summary="Liveness and the processor's lag",
+    response_model=Health,
+    responses=error_responses(503),
+)
 async def healthz(workspace: WorkspaceDep) -> dict[str, Any]:
     lag = workspace.log.lag(workspace.processor.group)
     return {
@@ -25,7 +32,18 @@ async def healthz(workspace: WorkspaceDep) -> dict[str, Any]:
     }
 
 
-@router.get("/metrics", summary="Prometheus metrics")
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+            "description": "The Prometheus text exposition format",
+        },
+        **error_responses(),
+    },
+)
 async def metrics(workspace: WorkspaceDep) -> Response:
     payload = await run_in_threadpool(generate_latest, workspace.metrics.registry)
     return Response(payload, media_type=CONTENT_TYPE_LATEST)
