@@ -33,7 +33,7 @@ from touchpoint.api.deps import AdminKey, WorkspaceDep, basic_user, read_stores
 from touchpoint.api.openapi import documented_body
 from touchpoint.api.responses import OrjsonResponse
 from touchpoint.api.routers.collect import parse_json, read_body
-from touchpoint.api.schemas.decide import DecideResponse, PlacementDescription, PlacementList
+from touchpoint.api.schemas.decide import DecideResponse, PlacementDetail, PlacementList
 from touchpoint.api.schemas.errors import ADMIN_ERRORS, error_responses
 from touchpoint.api.schemas.security import DECIDE_KEYS, SecretKeyScheme
 from touchpoint.core.config import same_key
@@ -166,7 +166,7 @@ async def list_placements(workspace: WorkspaceDep) -> dict[str, Any]:
     "/v1/placements/{name}",
     summary="One placement with its content",
     dependencies=[AdminKey, SecretKeyScheme],
-    response_model=PlacementDescription,
+    response_model=PlacementDetail,
     responses=ADMIN_ERRORS,
 )
 async def get_placement(name: str, workspace: WorkspaceDep) -> dict[str, Any]:

@@ -88,6 +88,12 @@ class PlacementDescription(BaseModel):
     content: list[ContentItem]
 
 
+class PlacementDetail(PlacementDescription):
+    """One placement, with the definitions version it comes from."""
+
+    version: int
+
+
 class PlacementList(BaseModel):
     """Every placement of the current definitions version."""
 
