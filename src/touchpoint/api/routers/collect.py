@@ -41,12 +41,12 @@ router = APIRouter(tags=["collect"])
 
 INLINE_BODY_BYTES = 128 * 1024  # prepared on the event loop up to this size (a few ms)
 
-# The answer is declared (`CollectResponse`) but sent as a ready Response: the handler
-# builds it from `CollectResult.to_dict()`, and FastAPI's response validation would cost
-# the hot path for a shape the collector already guarantees (measured: see the report in
-# docs/api.md). The contract test checks every answer against the document instead.
+# A success answer is validated by FastAPI against `CollectResponse` (`response_model`):
+# measured at 2 us per answer (17 us with 10 flagged events), under 1% of a request that
+# prepares and durably logs its events. Error answers are ready Responses (`error_response`).
+Answer = OrjsonResponse | dict[str, Any]
 RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"model": CollectResponse, "description": "The events' fates (accepted ones are logged)"},
+    200: {"description": "The events' fates (accepted ones are logged)"},
     **error_responses(401, 503),
     400: {
         "model": CollectRejectedResponse,
@@ -141,7 +141,7 @@ def _prepare_single(request: Request, workspace: Workspace, raw: bytes, kind: st
 
 async def _collect(
     workspace: Workspace, raw: bytes, prepare: Callable[[], PreparedBatch]
-) -> OrjsonResponse:
+) -> Answer:
     """`prepare()` on the loop or, for a large body, on the threadpool; then commit."""
     collector = workspace.collector
     if len(raw) <= INLINE_BODY_BYTES:
@@ -157,7 +157,7 @@ def _body_key(body: dict[str, Any]) -> str | None:
     return key if isinstance(key, str) else None
 
 
-def _response(result: CollectResult) -> OrjsonResponse:
+def _response(result: CollectResult) -> Answer:
     if result.rejected and not result.accepted and not result.duplicates:
         too_large = all(problem.reason == "too_large" for problem in result.rejected)
         status = 413 if too_large else 400
@@ -166,23 +166,24 @@ def _response(result: CollectResult) -> OrjsonResponse:
         message = f"event {first.index} rejected: {detail['field']}: {detail['reason']}"
         body = {"code": "rejected", "message": message, **result.to_dict()}
         return error_response(status, body)
-    return OrjsonResponse(result.to_dict())
+    return result.to_dict()
 
 
 @router.post(
     "/v1/batch",
     summary="Send a batch of events (Segment spec)",
+    response_model=CollectResponse,
     responses=RESPONSES,
     openapi_extra={**WRITE_KEY, **documented_body("BatchBody")},
 )
-async def batch(request: Request, workspace: WorkspaceDep) -> OrjsonResponse:
+async def batch(request: Request, workspace: WorkspaceDep) -> Answer:
     limit = workspace.settings.config.collect.max_batch_bytes
     raw = await read_body(request, limit)
     return await _collect(workspace, raw, lambda: _prepare_batch(request, workspace, raw))
 
 
 def _single(kind: str) -> Any:
-    async def endpoint(request: Request, workspace: WorkspaceDep) -> OrjsonResponse:
+    async def endpoint(request: Request, workspace: WorkspaceDep) -> Answer:
         limit = workspace.settings.config.collect.max_event_bytes
         raw = await read_body(request, limit)
         return await _collect(
@@ -199,6 +200,7 @@ for _kind in ("track", "identify", "page", "screen", "group", "alias"):
         _single(_kind),
         methods=["POST"],
         summary=f"Send one {_kind} event (Segment spec)",
+        response_model=CollectResponse,
         responses=RESPONSES,
         openapi_extra={**WRITE_KEY, **documented_body(f"{_kind.capitalize()}Body")},
     )

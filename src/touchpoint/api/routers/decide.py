@@ -132,7 +132,10 @@ def parse_decide_body(body: Any, identity_kinds: tuple[str, ...]) -> DecideReque
 @router.post(
     "/v1/decide",
     summary="Decide what placements show a person",
-    # Declared, and sent as a ready Response: see RESPONSES in routers.collect.
+    # Declared, not validated by FastAPI: the answer is a ready Response. Validating it with
+    # `response_model` measured 8 us per answer (3 placements), 1.3% of a decision at
+    # 1,700 requests/s, on the route tuned hardest for latency; the contract test checks
+    # its answers against DecideResponse instead.
     responses={
         200: {"model": DecideResponse, "description": "The decision"},
         **error_responses(400, 401, 403, 404, 413, 422, 503),
