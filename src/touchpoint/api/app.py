@@ -9,10 +9,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from touchpoint import __version__
 from touchpoint.api.errors import install_error_handlers
+from touchpoint.api.openapi import install_openapi
 from touchpoint.api.responses import OrjsonResponse
 from touchpoint.api.routers import (
     audit,
@@ -32,6 +34,8 @@ from touchpoint.core.settings import Settings, load_settings
 from touchpoint.runtime import Workspace
 
 logger = logging.getLogger(__name__)
+
+DOCS_ASSETS = "/docs/static"
 
 # Label values must come from bounded sets, whatever a client sends: every distinct value
 # is a new series kept for the life of the process.
@@ -120,11 +124,15 @@ def create_app(
             if owned:
                 opened.close()
 
-    app = FastAPI(
+    # `/docs` (Swagger UI) and `/redoc` load their scripts and styles from this server
+    # (`/docs/static`, shipped in the fastapi-offline package), never from a CDN: the docs
+    # work offline and behind a strict firewall.
+    app = FastAPIOffline(
         title="Touchpoint",
         version=__version__,
         default_response_class=OrjsonResponse,
         lifespan=lifespan,
+        static_url=DOCS_ASSETS,
     )
     if workspace is not None:
         app.state.workspace = workspace
@@ -146,5 +154,6 @@ def create_app(
         app.include_router(demo.router)
     if settings.enable_noop_endpoint:
         app.add_api_route("/v1/noop", health.noop, methods=["POST"], include_in_schema=False)
+    install_openapi(app, settings.config, decide.MAX_PLACEMENTS)
     app.add_middleware(LatencyMiddleware, metrics=metrics)
     return app

@@ -36,6 +36,12 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def same_key(given: str, known: str) -> bool:
+    """Whether a key a caller sent is `known`, in constant time. Compares UTF-8 bytes:
+    `secrets.compare_digest` refuses non-ASCII text (TypeError), and a caller may send any."""
+    return secrets.compare_digest(given.encode("utf-8", "surrogatepass"), known.encode("utf-8"))
+
+
 def _check_duration(value: str) -> str:
     parse_duration(value)
     return value
@@ -535,7 +541,7 @@ class TouchpointConfig(_Model):
 
     def source_by_key(self, write_key: str) -> SourceConfig | None:
         for source in self.sources:
-            if secrets.compare_digest(source.write_key, write_key):
+            if same_key(write_key, source.write_key):
                 return source
         return None
 

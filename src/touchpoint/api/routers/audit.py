@@ -7,10 +7,14 @@ from typing import Any
 from fastapi import APIRouter, Query
 
 from touchpoint.api.deps import AdminKey, WorkspaceDep
+from touchpoint.api.schemas.audit import AuditEntryOut, AuditPage
+from touchpoint.api.schemas.common import RowId
+from touchpoint.api.schemas.errors import ADMIN_ERRORS
+from touchpoint.api.schemas.security import SecretKeyScheme
 from touchpoint.core.errors import NotFound
 from touchpoint.govern.audit import AuditEntry
 
-router = APIRouter(tags=["audit"], dependencies=[AdminKey])
+router = APIRouter(tags=["audit"], dependencies=[AdminKey, SecretKeyScheme], responses=ADMIN_ERRORS)
 
 
 def _entry(entry: AuditEntry) -> dict[str, Any]:
@@ -24,7 +28,11 @@ def _entry(entry: AuditEntry) -> dict[str, Any]:
     }
 
 
-@router.get("/v1/audit", summary="Audit entries, newest first, by action or target")
+@router.get(
+    "/v1/audit",
+    summary="Audit entries, newest first, by action or target",
+    response_model=AuditPage,
+)
 def list_audit(
     workspace: WorkspaceDep,
     action: str | None = None,
@@ -36,8 +44,8 @@ def list_audit(
     return {"entries": [_entry(item) for item in page.items], "next_cursor": page.next_cursor}
 
 
-@router.get("/v1/audit/{entry_id}", summary="One audit entry")
-def get_audit(entry_id: int, workspace: WorkspaceDep) -> dict[str, Any]:
+@router.get("/v1/audit/{entry_id}", summary="One audit entry", response_model=AuditEntryOut)
+def get_audit(entry_id: RowId, workspace: WorkspaceDep) -> dict[str, Any]:
     entry = workspace.audit.get(entry_id)
     if entry is None:
         raise NotFound(f"no audit entry {entry_id}", details={"id": entry_id})

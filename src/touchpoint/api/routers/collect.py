@@ -31,7 +31,11 @@ from starlette.concurrency import run_in_threadpool
 
 from touchpoint.api.deps import WorkspaceDep, basic_user, source_for_key
 from touchpoint.api.errors import error_response
+from touchpoint.api.openapi import documented_body
 from touchpoint.api.responses import OrjsonResponse
+from touchpoint.api.schemas.collect import CollectRejectedResponse, CollectResponse
+from touchpoint.api.schemas.errors import error_responses
+from touchpoint.api.schemas.security import WRITE_KEY
 from touchpoint.collect.events import plausible_time
 from touchpoint.collect.ingest import CollectResult, PreparedBatch
 from touchpoint.core.clock import parse_timestamp
@@ -42,6 +46,23 @@ from touchpoint.runtime import Workspace
 router = APIRouter(tags=["collect"])
 
 INLINE_BODY_BYTES = 128 * 1024  # prepared on the event loop up to this size (a few ms)
+
+# A success answer is validated by FastAPI against `CollectResponse` (`response_model`):
+# measured at 2 us per answer (17 us with 10 flagged events), under 1% of a request that
+# prepares and durably logs its events. Error answers are ready Responses (`error_response`).
+Answer = OrjsonResponse | dict[str, Any]
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The events' fates (accepted ones are logged)"},
+    **error_responses(401, 429, 503),
+    400: {
+        "model": CollectRejectedResponse,
+        "description": "Malformed body, or every event rejected (`code` `rejected`)",
+    },
+    413: {
+        "model": CollectRejectedResponse,
+        "description": "The body, or every event, over its size limit",
+    },
+}
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -140,9 +161,7 @@ def _parse_single(request: Request, workspace: Workspace, raw: bytes, kind: str)
     return _parsed(request, workspace, body, [message])
 
 
-async def _collect(
-    workspace: Workspace, raw: bytes, parse: Callable[[], _Parsed]
-) -> OrjsonResponse:
+async def _collect(workspace: Workspace, raw: bytes, parse: Callable[[], _Parsed]) -> Answer:
     """Parse, admit under the source's rate limit, prepare and commit. Parsing and
     preparing run on the loop or, for a large body, on the threadpool; a Redis-backed rate
     limiter (a round trip) always on the threadpool. A refused request costs no more than
@@ -174,7 +193,7 @@ def _body_key(body: dict[str, Any]) -> str | None:
     return key if isinstance(key, str) else None
 
 
-def _response(result: CollectResult) -> OrjsonResponse:
+def _response(result: CollectResult) -> Answer:
     if result.rejected and not result.accepted and not result.duplicates:
         too_large = all(problem.reason == "too_large" for problem in result.rejected)
         status = 413 if too_large else 400
@@ -183,18 +202,24 @@ def _response(result: CollectResult) -> OrjsonResponse:
         message = f"event {first.index} rejected: {detail['field']}: {detail['reason']}"
         body = {"code": "rejected", "message": message, **result.to_dict()}
         return error_response(status, body)
-    return OrjsonResponse(result.to_dict())
+    return result.to_dict()
 
 
-@router.post("/v1/batch", summary="Send a batch of events (Segment spec)")
-async def batch(request: Request, workspace: WorkspaceDep) -> OrjsonResponse:
+@router.post(
+    "/v1/batch",
+    summary="Send a batch of events (Segment spec)",
+    response_model=CollectResponse,
+    responses=RESPONSES,
+    openapi_extra={**WRITE_KEY, **documented_body("BatchBody")},
+)
+async def batch(request: Request, workspace: WorkspaceDep) -> Answer:
     limit = workspace.settings.config.collect.max_batch_bytes
     raw = await read_body(request, limit)
     return await _collect(workspace, raw, lambda: _parse_batch(request, workspace, raw))
 
 
 def _single(kind: str) -> Any:
-    async def endpoint(request: Request, workspace: WorkspaceDep) -> OrjsonResponse:
+    async def endpoint(request: Request, workspace: WorkspaceDep) -> Answer:
         limit = workspace.settings.config.collect.max_event_bytes
         raw = await read_body(request, limit)
         return await _collect(workspace, raw, lambda: _parse_single(request, workspace, raw, kind))
@@ -209,4 +234,7 @@ for _kind in ("track", "identify", "page", "screen", "group", "alias"):
         _single(_kind),
         methods=["POST"],
         summary=f"Send one {_kind} event (Segment spec)",
+        response_model=CollectResponse,
+        responses=RESPONSES,
+        openapi_extra={**WRITE_KEY, **documented_body(f"{_kind.capitalize()}Body")},
     )

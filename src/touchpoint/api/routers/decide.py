@@ -27,15 +27,18 @@ fallback.
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from fastapi import APIRouter, Request
 
 from touchpoint.api.deps import AdminKey, WorkspaceDep, basic_user, read_stores
+from touchpoint.api.openapi import documented_body
 from touchpoint.api.responses import OrjsonResponse
 from touchpoint.api.routers.collect import parse_json, read_body
-from touchpoint.core.config import SourceConfig
+from touchpoint.api.schemas.decide import DecideResponse, PlacementDetail, PlacementList
+from touchpoint.api.schemas.errors import ADMIN_ERRORS, error_responses
+from touchpoint.api.schemas.security import DECIDE_KEYS, SecretKeyScheme
+from touchpoint.core.config import SourceConfig, same_key
 from touchpoint.core.errors import BadRequest, Forbidden, InvalidInput, Unauthorized
 from touchpoint.core.identity_verification import USER_HASH_FIELD
 from touchpoint.decide.client import check_client_identities
@@ -59,7 +62,7 @@ def authorize_decide(request: Request, workspace: Workspace) -> SourceConfig | N
     key: str | None
     if scheme.lower() == "bearer":
         key = token.strip() or None
-        if key is not None and secrets.compare_digest(key, workspace.settings.secret_key):
+        if key is not None and same_key(key, workspace.settings.secret_key):
             return None
     else:
         key = basic_user(request)
@@ -130,7 +133,19 @@ def parse_decide_body(body: Any, identity_kinds: tuple[str, ...]) -> DecideReque
     return DecideRequest(identities=identities, placements=placements, context=context)
 
 
-@router.post("/v1/decide", summary="Decide what placements show a person")
+@router.post(
+    "/v1/decide",
+    summary="Decide what placements show a person",
+    # Declared, not validated by FastAPI: the answer is a ready Response. Validating it with
+    # `response_model` measured 8 us per answer (3 placements), 1.3% of a decision at
+    # 1,700 requests/s, on the route tuned hardest for latency; the contract test checks
+    # its answers against DecideResponse instead.
+    responses={
+        200: {"model": DecideResponse, "description": "The decision"},
+        **error_responses(400, 401, 403, 404, 413, 422, 503),
+    },
+    openapi_extra={**DECIDE_KEYS, **documented_body("DecideBody")},
+)
 async def decide(request: Request) -> OrjsonResponse:
     # The workspace is read from the app state rather than through a dependency: on a route
     # this hot, FastAPI's dependency resolution is a measurable share of the request.
@@ -149,13 +164,23 @@ async def decide(request: Request) -> OrjsonResponse:
     return OrjsonResponse(decision.to_dict(with_profile_id=source is None))
 
 
-@router.get("/v1/placements", summary="Placements with their content", dependencies=[AdminKey])
+@router.get(
+    "/v1/placements",
+    summary="Placements with their content",
+    dependencies=[AdminKey, SecretKeyScheme],
+    response_model=PlacementList,
+    responses=ADMIN_ERRORS,
+)
 async def list_placements(workspace: WorkspaceDep) -> dict[str, Any]:
     return workspace.decider.describe()
 
 
 @router.get(
-    "/v1/placements/{name}", summary="One placement with its content", dependencies=[AdminKey]
+    "/v1/placements/{name}",
+    summary="One placement with its content",
+    dependencies=[AdminKey, SecretKeyScheme],
+    response_model=PlacementDetail,
+    responses=ADMIN_ERRORS,
 )
 async def get_placement(name: str, workspace: WorkspaceDep) -> dict[str, Any]:
     return workspace.decider.describe_placement(name)

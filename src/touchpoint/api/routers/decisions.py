@@ -9,11 +9,16 @@ from typing import Any
 from fastapi import APIRouter, Query
 
 from touchpoint.api.deps import AdminKey, WorkspaceDep
+from touchpoint.api.schemas.decisions import DecisionDetail, DecisionPage, PlacementReport
+from touchpoint.api.schemas.errors import ADMIN_ERRORS
+from touchpoint.api.schemas.security import SecretKeyScheme
 from touchpoint.core.clock import isoformat, parse_duration, parse_timestamp
 from touchpoint.core.errors import InvalidInput, NotFound
 from touchpoint.decide.log import ContentReport, DecisionRecord, Outcome
 
-router = APIRouter(tags=["decisions"], dependencies=[AdminKey])
+router = APIRouter(
+    tags=["decisions"], dependencies=[AdminKey, SecretKeyScheme], responses=ADMIN_ERRORS
+)
 
 DEFAULT_REPORT_WINDOW = timedelta(days=7)
 
@@ -104,7 +109,11 @@ def _moment(parameter: str, text: str | None, now: datetime, default: datetime) 
 LISTED_OUTCOMES = 100
 
 
-@router.get("/v1/decisions/{decision_id}", summary="A decision with its outcomes")
+@router.get(
+    "/v1/decisions/{decision_id}",
+    summary="A decision with its outcomes",
+    response_model=DecisionDetail,
+)
 def get_decision(decision_id: str, workspace: WorkspaceDep) -> dict[str, Any]:
     records = workspace.decisions.get(decision_id)
     if not records:
@@ -123,7 +132,7 @@ def get_decision(decision_id: str, workspace: WorkspaceDep) -> dict[str, Any]:
     }
 
 
-@router.get("/v1/decisions", summary="Decisions, newest first")
+@router.get("/v1/decisions", summary="Decisions, newest first", response_model=DecisionPage)
 def list_decisions(
     workspace: WorkspaceDep,
     placement: str | None = None,
@@ -140,6 +149,7 @@ def list_decisions(
 @router.get(
     "/v1/placements/{name}/report",
     summary="A placement's impressions, clicks, conversions and rates per content",
+    response_model=PlacementReport,
 )
 def placement_report(
     name: str,

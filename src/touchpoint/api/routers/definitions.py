@@ -12,9 +12,19 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query
-from pydantic import BaseModel, ConfigDict
 
 from touchpoint.api.deps import AdminKey, WorkspaceDep
+from touchpoint.api.schemas.common import RowId
+from touchpoint.api.schemas.definitions import (
+    ApplyRequest,
+    ApplyResult,
+    DefinitionVersionOut,
+    DefinitionVersionPage,
+    PlanRequest,
+    PlanResult,
+)
+from touchpoint.api.schemas.errors import ADMIN_ERRORS
+from touchpoint.api.schemas.security import SecretKeyScheme
 from touchpoint.core.definitions import Definitions, parse_definitions
 from touchpoint.core.errors import NotFound
 from touchpoint.decide.apply import (
@@ -30,26 +40,12 @@ from touchpoint.decide.apply import (
 from touchpoint.decide.definition_store import DefinitionVersion
 from touchpoint.runtime import Workspace
 
-router = APIRouter(tags=["definitions"], dependencies=[AdminKey])
+router = APIRouter(
+    tags=["definitions"], dependencies=[AdminKey, SecretKeyScheme], responses=ADMIN_ERRORS
+)
 
 ACTOR = "secret_key"
 ItemBody = Annotated[dict[str, Any], Body(description="the item, as in touchpoint.yaml")]
-
-
-class PlanRequest(BaseModel):
-    """A whole set of placements and content (items are validated by `parse_definitions`,
-    so an error names its path inside the set)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    placements: list[Any]
-    content: list[Any]
-
-
-class ApplyRequest(PlanRequest):
-    """A whole set to apply, with a note kept on the version."""
-
-    note: str = ""
 
 
 def _version(version: DefinitionVersion, *, definitions: bool = True) -> dict[str, Any]:
@@ -87,7 +83,11 @@ def _edit(
     return _applied(version, diff, previous=previous)
 
 
-@router.get("/v1/definitions", summary="The current placements and content, with their version")
+@router.get(
+    "/v1/definitions",
+    summary="The current placements and content, with their version",
+    response_model=DefinitionVersionOut,
+)
 def current_definitions(workspace: WorkspaceDep) -> dict[str, Any]:
     current = workspace.definitions.current()
     if current is None:
@@ -95,7 +95,11 @@ def current_definitions(workspace: WorkspaceDep) -> dict[str, Any]:
     return _version(current)
 
 
-@router.get("/v1/definitions/versions", summary="Every applied version, newest first")
+@router.get(
+    "/v1/definitions/versions",
+    summary="Every applied version, newest first",
+    response_model=DefinitionVersionPage,
+)
 def definition_versions(
     workspace: WorkspaceDep,
     cursor: str | None = None,
@@ -108,15 +112,23 @@ def definition_versions(
     }
 
 
-@router.get("/v1/definitions/versions/{number}", summary="One applied version")
-def definition_version(number: int, workspace: WorkspaceDep) -> dict[str, Any]:
+@router.get(
+    "/v1/definitions/versions/{number}",
+    summary="One applied version",
+    response_model=DefinitionVersionOut,
+)
+def definition_version(number: RowId, workspace: WorkspaceDep) -> dict[str, Any]:
     version = workspace.definitions.get(number)
     if version is None:
         raise NotFound(f"no definitions version {number}", details={"version": number})
     return _version(version)
 
 
-@router.post("/v1/definitions/plan", summary="What applying a set would change (stores nothing)")
+@router.post(
+    "/v1/definitions/plan",
+    summary="What applying a set would change (stores nothing)",
+    response_model=PlanResult,
+)
 def plan_definitions(request: PlanRequest, workspace: WorkspaceDep) -> dict[str, Any]:
     definitions = parse_definitions(request.model_dump(include={"placements", "content"}))
     current = workspace.definitions.current()
@@ -128,7 +140,9 @@ def plan_definitions(request: PlanRequest, workspace: WorkspaceDep) -> dict[str,
     }
 
 
-@router.put("/v1/definitions", summary="Apply a whole set as the next version")
+@router.put(
+    "/v1/definitions", summary="Apply a whole set as the next version", response_model=ApplyResult
+)
 def put_definitions(request: ApplyRequest, workspace: WorkspaceDep) -> dict[str, Any]:
     previous = workspace.definitions.latest_version()
     version, diff = apply_definitions(
@@ -142,7 +156,11 @@ def put_definitions(request: ApplyRequest, workspace: WorkspaceDep) -> dict[str,
     return _applied(version, diff, previous=previous)
 
 
-@router.put("/v1/content/{content_id}", summary="Create or replace one content item")
+@router.put(
+    "/v1/content/{content_id}",
+    summary="Create or replace one content item",
+    response_model=ApplyResult,
+)
 def put_content_item(
     content_id: str,
     workspace: WorkspaceDep,
@@ -155,7 +173,9 @@ def put_content_item(
     return _edit(workspace, change, note or f"PUT content {content_id}")
 
 
-@router.delete("/v1/content/{content_id}", summary="Delete one content item")
+@router.delete(
+    "/v1/content/{content_id}", summary="Delete one content item", response_model=ApplyResult
+)
 def delete_content_item(
     content_id: str, workspace: WorkspaceDep, note: str | None = None
 ) -> dict[str, Any]:
@@ -165,7 +185,9 @@ def delete_content_item(
     return _edit(workspace, change, note or f"DELETE content {content_id}")
 
 
-@router.put("/v1/placements/{name}", summary="Create or replace one placement")
+@router.put(
+    "/v1/placements/{name}", summary="Create or replace one placement", response_model=ApplyResult
+)
 def put_placement_item(
     name: str,
     workspace: WorkspaceDep,
@@ -178,7 +200,7 @@ def put_placement_item(
     return _edit(workspace, change, note or f"PUT placement {name}")
 
 
-@router.delete("/v1/placements/{name}", summary="Delete one placement")
+@router.delete("/v1/placements/{name}", summary="Delete one placement", response_model=ApplyResult)
 def delete_placement_item(
     name: str, workspace: WorkspaceDep, note: str | None = None
 ) -> dict[str, Any]:

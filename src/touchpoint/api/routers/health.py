@@ -10,11 +10,18 @@ from starlette.concurrency import run_in_threadpool
 
 from touchpoint.api.deps import WorkspaceDep
 from touchpoint.api.responses import OrjsonResponse
+from touchpoint.api.schemas.errors import error_responses
+from touchpoint.api.schemas.health import Health
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", summary="Health: the processor's state and lag (503 while it fails)")
+@router.get(
+    "/healthz",
+    summary="Health: the processor's state and lag (503 while it fails)",
+    response_model=Health,
+    responses={503: {"model": Health, "description": "The stream processor fails"}},
+)
 async def healthz(workspace: WorkspaceDep) -> OrjsonResponse:
     """200 while this process can do its work; 503 (`status: failing`, with the reason)
     while its stream processor fails (a store full or unreachable), so a load balancer or
@@ -34,7 +41,18 @@ async def healthz(workspace: WorkspaceDep) -> OrjsonResponse:
     return OrjsonResponse(body, status_code=503 if failing else 200)
 
 
-@router.get("/metrics", summary="Prometheus metrics")
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+            "description": "The Prometheus text exposition format",
+        },
+        **error_responses(),
+    },
+)
 async def metrics(workspace: WorkspaceDep) -> Response:
     payload = await run_in_threadpool(generate_latest, workspace.metrics.registry)
     return Response(payload, media_type=CONTENT_TYPE_LATEST)

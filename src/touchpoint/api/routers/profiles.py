@@ -8,11 +8,16 @@ from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
 from touchpoint.api.deps import AdminKey, WorkspaceDep, read_stores
+from touchpoint.api.schemas.errors import ADMIN_ERRORS
+from touchpoint.api.schemas.profiles import ProfileEventsPage, ProfileOut
+from touchpoint.api.schemas.security import SecretKeyScheme
 from touchpoint.core.errors import NotFound
 from touchpoint.profiles.view import profile_document
 from touchpoint.runtime import Workspace
 
-router = APIRouter(tags=["profiles"], dependencies=[AdminKey])
+router = APIRouter(
+    tags=["profiles"], dependencies=[AdminKey, SecretKeyScheme], responses=ADMIN_ERRORS
+)
 
 
 def _profile_id(workspace: Workspace, kind: str, value: str) -> str:
@@ -41,7 +46,11 @@ def _lookup(workspace: Workspace, kind: str, value: str) -> dict[str, Any]:
     return document
 
 
-@router.get("/v1/profiles/{kind}/{value}", summary="The merged profile of an identifier")
+@router.get(
+    "/v1/profiles/{kind}/{value}",
+    summary="The merged profile of an identifier",
+    response_model=ProfileOut,
+)
 async def get_profile(kind: str, value: str, workspace: WorkspaceDep) -> dict[str, Any]:
     # A few indexed point reads on a local file (WAL: never blocked by the writer) take
     # less time than handing the request to a worker thread and back, so they run inline;
@@ -49,7 +58,11 @@ async def get_profile(kind: str, value: str, workspace: WorkspaceDep) -> dict[st
     return await read_stores(workspace, lambda: _lookup(workspace, kind, value))
 
 
-@router.get("/v1/profiles/{kind}/{value}/events", summary="The profile's timeline, newest first")
+@router.get(
+    "/v1/profiles/{kind}/{value}/events",
+    summary="The profile's timeline, newest first",
+    response_model=ProfileEventsPage,
+)
 async def get_profile_events(
     kind: str,
     value: str,

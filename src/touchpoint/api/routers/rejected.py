@@ -5,24 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from touchpoint.api.deps import AdminKey, WorkspaceDep
+from touchpoint.api.schemas.errors import ADMIN_ERRORS
+from touchpoint.api.schemas.rejected import RejectedPage, ReplayRequest, ReplayResult
+from touchpoint.api.schemas.security import SecretKeyScheme
 from touchpoint.collect.replay import replay_rejected
 
-router = APIRouter(tags=["rejected"], dependencies=[AdminKey])
+router = APIRouter(
+    tags=["rejected"], dependencies=[AdminKey, SecretKeyScheme], responses=ADMIN_ERRORS
+)
 
 
-class ReplayRequest(BaseModel):
-    """Which rejected events to replay: given ids, or every one (optionally of a reason)."""
-
-    ids: list[int] | None = Field(default=None, max_length=10_000)
-    reason: str | None = None
-    limit: int = Field(default=1000, ge=1, le=10_000)
-
-
-@router.get("/v1/rejected", summary="Rejected events with their reasons")
+@router.get(
+    "/v1/rejected", summary="Rejected events with their reasons", response_model=RejectedPage
+)
 def list_rejected(
     workspace: WorkspaceDep,
     reason: str | None = None,
@@ -53,7 +51,11 @@ def list_rejected(
     }
 
 
-@router.post("/v1/rejected/replay", summary="Re-validate rejected events; log those that pass")
+@router.post(
+    "/v1/rejected/replay",
+    summary="Re-validate rejected events; log those that pass",
+    response_model=ReplayResult,
+)
 async def replay(request: ReplayRequest, workspace: WorkspaceDep) -> dict[str, Any]:
     def run() -> dict[str, Any]:
         result = replay_rejected(

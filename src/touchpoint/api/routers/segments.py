@@ -7,9 +7,14 @@ from typing import Any
 from fastapi import APIRouter, Query
 
 from touchpoint.api.deps import AdminKey, WorkspaceDep
+from touchpoint.api.schemas.errors import ADMIN_ERRORS
+from touchpoint.api.schemas.security import SecretKeyScheme
+from touchpoint.api.schemas.segments import SegmentList, SegmentMembersPage
 from touchpoint.core.errors import NotFound
 
-router = APIRouter(tags=["segments"], dependencies=[AdminKey])
+router = APIRouter(
+    tags=["segments"], dependencies=[AdminKey, SecretKeyScheme], responses=ADMIN_ERRORS
+)
 
 
 # Batch segment families written by `touchpoint train`, by name prefix.
@@ -21,7 +26,11 @@ BATCH_FAMILIES = {
 }
 
 
-@router.get("/v1/segments", summary="Every segment with its definition and size")
+@router.get(
+    "/v1/segments",
+    summary="Every segment with its definition and size",
+    response_model=SegmentList,
+)
 def list_segments(workspace: WorkspaceDep) -> dict[str, Any]:
     """Real-time segments (`kind: realtime`, with their condition) and the batch segments
     models wrote (`kind: batch`, with the model that made them)."""
@@ -44,7 +53,11 @@ def list_segments(workspace: WorkspaceDep) -> dict[str, Any]:
     return {"segments": listed}
 
 
-@router.get("/v1/segments/{name}/members", summary="A segment's current members")
+@router.get(
+    "/v1/segments/{name}/members",
+    summary="A segment's current members",
+    response_model=SegmentMembersPage,
+)
 def segment_members(
     name: str,
     workspace: WorkspaceDep,

@@ -1,0 +1,39 @@
+"""Erasure and export of a person."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from touchpoint.api.schemas.profiles import IdentityOut, MergeOut, ProfileDocument
+
+
+class ErasureJobOut(BaseModel):
+    """An erasure: what was erased where. Asking again returns the same job
+    (`already_erased` true)."""
+
+    job_id: str
+    status: str
+    requested_at: str
+    completed_at: str
+    subject: str = Field(description="the tombstone hash of the identifier named")
+    profile_ids: list[str]
+    erased: dict[str, Any] = Field(description="counts per store")
+    already_erased: bool
+
+
+class PersonExport(BaseModel):
+    """Everything the workspace holds about a person (the right of access)."""
+
+    model_config = {"extra": "allow"}
+
+    exported_at: str
+    profile: ProfileDocument
+    identities: list[IdentityOut]
+    lineage: list[MergeOut]
+    events: list[dict[str, Any]]
+    segment_history: list[dict[str, Any]]
+    decisions: list[dict[str, Any]]
+    outcomes: list[dict[str, Any]]
+    rejected_events: list[dict[str, Any]]
