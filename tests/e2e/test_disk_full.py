@@ -104,7 +104,9 @@ def test_a_full_disk_fails_health_loses_nothing_and_recovers(
             "/healthz did not report the failing processor\n" + server.log_tail()
         )
         assert reported["status"] == "failing", reported
-        assert "full" in str(reported["error"]), reported
+        error = reported["error"]
+        assert isinstance(error, dict) and error["code"] == "processor_failing", reported
+        assert "full" in error["message"], reported
 
         filler.unlink()
         assert _wait_for(

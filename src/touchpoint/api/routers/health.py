@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from touchpoint.api.deps import WorkspaceDep
 from touchpoint.api.responses import OrjsonResponse
 from touchpoint.api.schemas.errors import error_responses
-from touchpoint.api.schemas.health import Health
+from touchpoint.api.schemas.health import Failing, Health
 
 router = APIRouter(tags=["health"])
 
@@ -20,7 +20,10 @@ router = APIRouter(tags=["health"])
     "/healthz",
     summary="Health: the processor's state and lag (503 while it fails)",
     response_model=Health,
-    responses={503: {"model": Health, "description": "The stream processor fails"}},
+    responses={
+        **error_responses(),
+        503: {"model": Failing, "description": "The stream processor fails"},
+    },
 )
 async def healthz(workspace: WorkspaceDep) -> OrjsonResponse:
     """200 while this process can do its work; 503 (`status: failing`, with the reason)
@@ -36,8 +39,11 @@ async def healthz(workspace: WorkspaceDep) -> OrjsonResponse:
         "lag": sum(lag.values()),
     }
     if failing:
-        body["error"] = processor.failure
-        body["failing_since"] = processor.failing_since
+        body["error"] = {
+            "code": "processor_failing",
+            "message": processor.failure,
+            "failing_since": processor.failing_since,
+        }
     return OrjsonResponse(body, status_code=503 if failing else 200)
 
 

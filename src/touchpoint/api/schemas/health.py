@@ -1,4 +1,4 @@
-"""Liveness."""
+"""Health."""
 
 from __future__ import annotations
 
@@ -6,14 +6,26 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from touchpoint.api.schemas.errors import ErrorDetail
+
 
 class Health(BaseModel):
-    """Whether this process can do its work: its stream processor's state (`failing`, with
-    the reason and since when, answers 503), and how far behind it is."""
+    """The process can do its work: whether its stream processor runs, and how far behind
+    it is."""
 
-    status: Literal["ok", "failing"]
+    status: Literal["ok"]
     workspace: str
-    processor: Literal["running", "stopped", "failing"]
+    processor: Literal["running", "stopped"]
     lag: int = Field(description="events logged and not yet processed")
-    error: str | None = Field(default=None, description="why the processor fails")
-    failing_since: str | None = Field(default=None, description="when it began to fail")
+
+
+class Failing(BaseModel):
+    """The 503 of `/healthz`: the error shape of every 4xx and 5xx (`code`
+    `processor_failing`, the reason as `message`, and `failing_since`), beside the same
+    fields as a healthy answer."""
+
+    error: ErrorDetail
+    status: Literal["failing"] = "failing"
+    workspace: str | None = None
+    processor: Literal["failing"] = "failing"
+    lag: int | None = Field(default=None, description="events logged and not yet processed")
