@@ -89,7 +89,7 @@ def test_prepare_builds_records_and_rejections_without_writing() -> None:
     assert [record.key for record in prepared.records] == ["a1", "u", "u", "a1"]
     stored = [orjson.loads(record.payload) for record in prepared.records]
     assert {event["receivedAt"] for event in stored} == {"2026-11-24T12:00:00.123Z"}
-    assert all(event["context"] == {"ip": "1.2.3.4"} for event in stored)
+    assert all(event["context"] == {"ip": "1.2.3.0"} for event in stored)  # truncated /24
     assert stored[1]["traits"]["email"] == HASHER.hash("email", "a@b.c")
     assert [problem.index for problem in prepared.rejected] == [1]
     assert [problem.index for problem in prepared.flagged] == [3]  # revenue is required
