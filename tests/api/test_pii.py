@@ -132,9 +132,7 @@ def rene(client: TestClient, workspace: Workspace) -> str:
     )
     assert response.status_code == 200, response.text
     drain(workspace)
-    profile_id: str = client.get("/v1/profiles/user_id/u-rene", headers=ADMIN).json()[
-        "profile_id"
-    ]
+    profile_id: str = client.get("/v1/profiles/user_id/u-rene", headers=ADMIN).json()["profile_id"]
     return profile_id
 
 

@@ -99,7 +99,7 @@ def default_rules(config: PrivacyConfig) -> list[PrivacyRule]:
     """The rules every workspace has unless its `paths` name the same path: phone numbers
     hashed, the IP address and the user agent as `ip` and `user_agent` say."""
     return [
-        PrivacyRule(path="traits.phone", action="hash", as_kind="phone"),
+        PrivacyRule.model_validate({"path": "traits.phone", "action": "hash", "as": "phone"}),
         PrivacyRule(path="context.ip", action=config.ip),
         PrivacyRule(path="context.userAgent", action=config.user_agent),
     ]

@@ -57,9 +57,9 @@ LOOK_ALIKES = [
     "\u212aate@example.com",  # Kelvin sign K: NFC alone makes it K
     "\u2126mega@example.com",  # Ohm sign
     "\u212bngstrom@example.com",  # Angstrom sign
-    "\u017fam@example.com",  # long s ſ (casefold alone would make it s)
-    "\ufb01nn@example.com",  # the ligature ﬁ
-    "\u00b5@example.com",  # micro sign µ (Greek mu after NFKC)
+    "\u017fam@example.com",  # long s (casefold alone would make it an s)
+    "\ufb01nn@example.com",  # the fi ligature
+    "\u00b5@example.com",  # micro sign (Greek mu after NFKC)
     "jane\u00b2@example.com",  # superscript two
     "jane@example\u2024com",  # one dot leader
 ]
