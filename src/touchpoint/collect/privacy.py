@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
+import orjson
+
 from touchpoint.collect.pii import IdentifierRefused, IdentityHasher, identifier_text, normalize
 from touchpoint.core.config import TouchpointConfig, identity_paths
 from touchpoint.core.privacy import BUILTIN_AS, PrivacyRule, default_rules, parse_path
@@ -37,6 +39,8 @@ UNTAGGED = "value"  # the hash tag of a rule without `as`
 REFUSED_SUFFIX = ":refused"
 IPV4_PREFIX = 24
 IPV6_PREFIX = 48
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"  # 0-255, as `ipaddress` reads it
+_IPV4 = re.compile(r"\.".join([_OCTET] * 4), re.ASCII)
 EMAIL_SHAPED = re.compile(r"(?<![\w.%+-])[\w.%+-]+(?:@|%40)[\w-]+(?:\.[\w-]+)+")
 
 
@@ -64,8 +68,12 @@ class _Rule:
 def truncate_ip(text: str) -> str | None:
     """The network of an IP address: /24 for IPv4, /48 for IPv6 (an IPv4-mapped IPv6
     address as IPv4); None for text that is not an IP address."""
+    text = text.strip()
+    dotted = _IPV4.fullmatch(text)
+    if dotted is not None:  # most addresses, in one match
+        return f"{dotted[1]}.{dotted[2]}.{dotted[3]}.0"
     try:
-        address = ipaddress.ip_address(text.strip())
+        address = ipaddress.ip_address(text)
     except ValueError:
         return None
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
@@ -101,7 +109,8 @@ class PrivacyPolicy:
             for pattern in _patterns(rule.path):
                 if pattern not in self._identity_paths:
                     rules.append(self._compile(rule, pattern, kinds))
-        self._rules = tuple(rules)
+        # `keep` rules change nothing: they only exempt their paths from the email scan.
+        self._rules = tuple(rule for rule in rules if rule.action != "keep")
         self._scanned = config.privacy.emails != "keep"
         self._drop_emails = config.privacy.emails == "drop"
         self._exempt = tuple(rule.pattern for rule in rules)
@@ -121,12 +130,13 @@ class PrivacyPolicy:
         hashed). Idempotent: hashed values are left alone, so replays stay stable."""
         errors: list[dict[str, str]] = []
         for rule in self._rules:
-            section = rule.pattern[0]
-            if section in event:
-                leaf = self._leaf(rule, errors, lenient)
-                rewritten = _rewrite(event[section], rule.pattern, 1, (section,), leaf)
-                self._store(event, section, rewritten)
-        if self._scanned:
+            section, first = rule.pattern[0], rule.pattern[1]
+            value = event.get(section)
+            if not isinstance(value, dict) or (first != "*" and first not in value):
+                continue  # the usual case, decided without building anything
+            leaf = self._leaf(rule, errors, lenient)
+            self._store(event, section, _rewrite(value, rule.pattern, 1, (section,), leaf))
+        if self._scanned and _may_hold_email(event):
             for section in SECTIONS:
                 if section in event:
                     self._store(event, section, self._scan(event[section], (section,)))
@@ -259,6 +269,17 @@ class PrivacyPolicy:
             return self._hasher.hash("email", normalize(address, "email"))
         except IdentifierRefused:
             return self._hasher.hash("email" + REFUSED_SUFFIX, address)
+
+
+def _may_hold_email(event: dict[str, Any]) -> bool:
+    """Whether the scanned sections hold an `@` at all: one serialization in C answers for
+    most events, which hold none, instead of a walk over every value in Python."""
+    sections = [event[section] for section in SECTIONS if section in event]
+    try:
+        text = orjson.dumps(sections)
+    except TypeError:  # not JSON (never for a stored event): walk it
+        return True
+    return b"@" in text or b"%40" in text
 
 
 def _patterns(path: str) -> list[Path]:
