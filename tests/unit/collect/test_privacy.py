@@ -239,3 +239,17 @@ def test_a_bad_privacy_section_is_refused_with_its_reason(
     with pytest.raises(DefinitionError) as refused:
         parse_config({"privacy": privacy})
     assert message in refused.value.message
+
+
+def test_the_default_workspace_hashes_phones_and_truncates_ips() -> None:
+    from touchpoint.core.config import load_config_file
+    from touchpoint.core.settings import DEFAULT_WORKSPACE
+
+    rules = PrivacyPolicy(load_config_file(DEFAULT_WORKSPACE), HASHER)
+    event = {
+        "traits": {"phone": "+33 6 12 34 56 78", "email": "Jane@Example.com"},
+        "context": {"ip": "203.0.113.77", "page": {"url": "/?e=jane@example.com"}},
+    }
+    assert rules.apply(event) == []
+    assert event["traits"] == {"phone": HASHER.hash("phone", "+33612345678"), "email": JANE}
+    assert event["context"] == {"ip": "203.0.113.0", "page": {"url": f"/?e={JANE}"}}
