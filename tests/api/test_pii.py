@@ -4,13 +4,24 @@ that names a person by email: profile lookup, decide, export and erasure."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import SECRET_KEY, WRITE_KEY, basic, bearer, drain
+from tests.conftest import (
+    SECRET_KEY,
+    TEST_CONFIG,
+    WRITE_KEY,
+    basic,
+    bearer,
+    drain,
+    server_config,
+    write_config,
+)
+from touchpoint.core.settings import Settings, load_settings
 from touchpoint.runtime import Workspace
 
 ADMIN = bearer(SECRET_KEY)
@@ -18,6 +29,19 @@ COMPOSED = "Ren\u00e9.Dupont@Exemple.fr"  # é as one character
 DECOMPOSED_UPPER = "RENE\u0301.DUPONT@EXEMPLE.FR"  # E + combining acute, upper case
 KELVIN = "\u212aate@example.com"  # the Kelvin sign, which NFC alone turns into K
 FULLWIDTH = "\uff4b\uff41\uff54\uff45@example.com"
+
+
+@pytest.fixture(params=["embedded", "server"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """Both modes: the policy runs in the collector, but the lookups, decide and erasure
+    read the profile store, which is PostgreSQL (and the log Redis) in server mode."""
+    if request.param == "embedded":
+        data = TEST_CONFIG
+    else:
+        schema = request.getfixturevalue("postgres_schema")
+        data = server_config(schema, request.getfixturevalue("redis_prefix"))
+    path = write_config(tmp_path, data)
+    return load_settings(path, tmp_path / "data", environ={}, enable_noop_endpoint=True)
 
 
 def post(client: TestClient, *events: dict[str, Any]) -> Any:

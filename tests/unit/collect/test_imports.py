@@ -602,3 +602,20 @@ def test_items_need_an_item_id_column(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="the warehouse is off"):
         workspace_like = type("W", (), {"warehouse": None})()
         import_file(workspace_like, "items", tmp_path / "c.csv")  # type: ignore[arg-type]
+
+
+def test_a_look_alike_email_is_a_bad_row_naming_its_column(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    profiles = write(
+        tmp_path / "crm.csv",
+        "customer_id,email,phone\nu1,Kate@Example.com,0033 6 12 34 56 78\n"
+        "u2,\u212aate@example.com,\n",
+    )
+    result = run(workspace, "profiles", profiles)
+    assert result.imported == 1
+    [bad] = result.bad_rows
+    assert (bad.line, bad.column) == (3, "email")
+    assert "compatibility characters" in bad.reason
+    [event] = logged(workspace)
+    assert event["traits"]["phone"] == workspace.hasher.hash("phone", "+33612345678")
