@@ -55,7 +55,7 @@ from bench.common import (
 from touchpoint.core.clock import utcnow
 from touchpoint.demo.catalog import build_catalog
 from touchpoint.demo.content import DEMO_PLACEMENTS, demo_content, product_promotions
-from touchpoint.demo.engagement import decide_body
+from touchpoint.demo.engagement import decide_body, signed
 from touchpoint.demo.run import send_events
 from touchpoint.demo.showcase import identity_of
 from touchpoint.demo.simulate import simulate_journeys
@@ -66,6 +66,7 @@ logger = logging.getLogger(__name__)
 
 WRITE_KEY = "wk_bench_decide_web_0001"
 SECRET_KEY = "sk_bench_decide_secret_0123456789"
+IDENTITY_SECRET = "bench-decide-identity-secret-0123"  # the shop backend's, signs user ids
 HASH_SECRET = "bench-decide-hash-secret-0123456789"
 CATALOG_ITEMS = 500
 GOAL_P99_MS = 10.0
@@ -116,6 +117,7 @@ def workspace_file(directory: Path) -> tuple[Path, int]:
         write_key=WRITE_KEY,
         secret_key=SECRET_KEY,
         hash_secret=HASH_SECRET,
+        identity_secret=IDENTITY_SECRET,
         extra_content=promotions,
     )
     assert len(config["content"]) == CATALOG_ITEMS
@@ -143,7 +145,7 @@ def _requests(
     noop: list[tuple[bytes, bytes]] = []
     for _ in range(count):
         kind, value = rng.choice(people)
-        body = orjson.dumps(decide_body(kind, value, DEMO_PLACEMENTS))
+        body = orjson.dumps(decide_body(kind, value, DEMO_PLACEMENTS, secret=IDENTITY_SECRET))
         decide.append((request_head("POST", "/v1/decide", server.port, headers, len(body)), body))
         noop.append((request_head("POST", "/v1/noop", server.port, headers, len(body)), body))
     return decide, noop
@@ -226,7 +228,7 @@ def _measure(server: ServerProcess, plan: Plan, promotions: int, began: float) -
     )
     messages = [message for journey in journeys for message in journey.messages]
     logger.info("preloading %d events of %d visitors", len(messages), plan.visitors)
-    sent = send_events(server.url, WRITE_KEY, messages, concurrency=4)
+    sent = send_events(server.url, WRITE_KEY, signed(messages, IDENTITY_SECRET), concurrency=4)
     if sent.failed_batches or sent.accepted != len(messages):
         raise RuntimeError(f"preloading failed: {sent}")
     catch_up = _wait_for_processor(server, plan.catch_up_timeout)
@@ -264,7 +266,7 @@ def _measure(server: ServerProcess, plan: Plan, promotions: int, began: float) -
 
 def _check_once(server: ServerProcess, person: tuple[str, str]) -> None:
     """One decide before any timing: a server error ends the run with its reply and log."""
-    body = decide_body(*person, DEMO_PLACEMENTS)
+    body = decide_body(*person, DEMO_PLACEMENTS, secret=IDENTITY_SECRET)
     reply = httpx.post(f"{server.url}/v1/decide", json=body, auth=(WRITE_KEY, ""), timeout=30)
     if reply.status_code != 200:
         raise RuntimeError(

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import httpx
 import orjson
+import yaml
 
 from bench.common import (
     Figure,
@@ -42,6 +43,7 @@ from bench.common import (
     run_async,
 )
 from touchpoint.core.clock import utcnow
+from touchpoint.core.settings import DEFAULT_WORKSPACE
 from touchpoint.demo.catalog import build_catalog
 from touchpoint.demo.simulate import simulate_visitors
 from touchpoint.testing import ServerProcess
@@ -285,9 +287,21 @@ def _server(data_dir: Path, *args: str) -> ServerProcess:
         "TOUCHPOINT_WRITE_KEY": WRITE_KEY,
         "TOUCHPOINT_SECRET_KEY": SECRET_KEY,
         "TOUCHPOINT_HASH_SECRET": HASH_SECRET,
-        "TOUCHPOINT_CONFIG": "",  # the embedded default workspace, whatever is exported
+        "TOUCHPOINT_CONFIG": str(_unlimited_default_workspace(data_dir)),
     }
     return ServerProcess(data_dir, *args, env=env).start()
+
+
+def _unlimited_default_workspace(data_dir: Path) -> Path:
+    """The embedded default workspace with the sources' rate limits off: the benchmark
+    measures what the node can take, not the limit a public write key is held to."""
+    data = yaml.safe_load(DEFAULT_WORKSPACE.read_text(encoding="utf-8"))
+    collect = data.setdefault("collect", {})
+    collect["rate_limit"] = {"requests_per_second": None, "events_per_second": None}
+    path = data_dir.parent / f"{data_dir.name}-touchpoint.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
 
 
 def _measure(server: ServerProcess, bodies: Bodies, plan: Plan, generated: float) -> Section:

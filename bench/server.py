@@ -67,6 +67,7 @@ from bench.common import (
 )
 from bench.server_phases import (
     CATALOG_ITEMS,
+    IDENTITY_SECRET,
     PROBE_EVENT,
     PROBE_HIT,
     PROBE_PLACEMENT,
@@ -167,6 +168,7 @@ def workspace_config(schema: str | None, prefix: str | None) -> dict[str, Any]:
         write_key=WRITE_KEY,
         secret_key=SECRET_KEY,
         hash_secret=HASH_SECRET,
+        identity_secret=IDENTITY_SECRET,
         extra_content=promotions,
     )
     config["features"].append({"name": "bench_probes", "type": "count", "event": PROBE_EVENT})
@@ -182,6 +184,8 @@ def workspace_config(schema: str | None, prefix: str | None) -> dict[str, Any]:
         {"id": "probe_miss", "placements": [PROBE_PLACEMENT], "template": "<i>no</i>"},
     ]
     config["log"] = {"partitions": PARTITIONS}
+    # The benchmark measures what the servers take, not a source's rate limit.
+    config["collect"] = {"rate_limit": {"requests_per_second": None, "events_per_second": None}}
     if schema is not None and prefix is not None:
         config["postgres"] = {"url": POSTGRES_URL, "schema": schema}
         config["redis"] = {"url": REDIS_URL, "prefix": prefix}

@@ -19,11 +19,12 @@ from bench.common import RawConnection, Timing, basic_auth, request_head
 from bench.server_population import CpuMeter, Usage, person
 from touchpoint.core.clock import isoformat, utcnow
 from touchpoint.demo.catalog import build_catalog
-from touchpoint.demo.engagement import decide_body
+from touchpoint.demo.engagement import decide_body, sign_message
 from touchpoint.demo.simulate import simulate_visitors
 
 WRITE_KEY = "wk_bench_server_web_0001"
 SECRET_KEY = "sk_bench_server_secret_0123456789"
+IDENTITY_SECRET = "bench-server-identity-secret-0123"  # the shop backend's, signs user ids
 CATALOG_ITEMS = 500
 BATCH_SIZE = 100
 PROBE_EVENT = "Bench Probe"
@@ -61,7 +62,7 @@ def ingest_requests(
             message["messageId"] = str(uuid.UUID(int=rng.getrandbits(128), version=4))
             message["anonymousId"], message["userId"] = anonymous_id, user_id
             message["timestamp"] = isoformat(base + timedelta(milliseconds=number))
-            batch.append(message)
+            batch.append(sign_message(message, IDENTITY_SECRET))
         body = orjson.dumps({"batch": batch})
         head = request_head("POST", "/v1/batch", port, headers, len(body))
         requests.append((head, body, len(batch)))
@@ -75,7 +76,8 @@ def decide_requests(
     headers = {"content-type": "application/json", "authorization": basic_auth(WRITE_KEY)}
     requests = []
     for index in people:
-        body = orjson.dumps(decide_body("user_id", person(index)[0], placements))
+        user_id = person(index)[0]
+        body = orjson.dumps(decide_body("user_id", user_id, placements, secret=IDENTITY_SECRET))
         requests.append((request_head("POST", "/v1/decide", port, headers, len(body)), body))
     return requests
 
@@ -204,8 +206,10 @@ async def run_freshness(
             "timestamp": isoformat(utcnow()),
             "properties": {"sample": index},
         }
-        body = orjson.dumps({"batch": [event]})
-        decide = orjson.dumps(decide_body("user_id", user_id, (PROBE_PLACEMENT,)))
+        body = orjson.dumps({"batch": [sign_message(event, IDENTITY_SECRET)]})
+        decide = orjson.dumps(
+            decide_body("user_id", user_id, (PROBE_PLACEMENT,), secret=IDENTITY_SECRET)
+        )
         decide_head = request_head("POST", "/v1/decide", port, headers, len(decide))
         sent = clock()
         status, _ = await connection.send(

@@ -5,14 +5,15 @@ so the wiring of backends lives in one place."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from touchpoint.collect.ingest import Collector
 from touchpoint.collect.pii import IdentityHasher
+from touchpoint.collect.rate_limit import RateLimiter, build_rate_limiter
 from touchpoint.collect.rejected import RejectedStore, build_rejected_store
-from touchpoint.core.clock import SYSTEM_CLOCK, Clock, parse_duration
+from touchpoint.core.clock import SYSTEM_CLOCK, Clock, isoformat, parse_duration
 from touchpoint.core.errors import InvalidInput
 from touchpoint.core.metrics import Metrics
 from touchpoint.core.services import Services
@@ -31,6 +32,7 @@ from touchpoint.log import build_event_log
 from touchpoint.log.base import EventLog
 from touchpoint.log.coordination import Leases, PartitionCoordinator, SqliteLeases
 from touchpoint.log.sqlite import SqliteEventLog
+from touchpoint.models.erasure import forget_people
 from touchpoint.models.metrics import ModelCollector
 from touchpoint.models.registry import ModelRegistry
 from touchpoint.profiles import build_profile_store
@@ -49,6 +51,8 @@ if TYPE_CHECKING:
     from touchpoint.models.training import Trainer, TrainOutcome
 
 logger = logging.getLogger(__name__)
+
+REJECTED_PURGE_SECONDS = 600.0  # how often the rejected store's retention is applied
 
 
 @dataclass
@@ -69,12 +73,14 @@ class Workspace:
     decider: Decider
     eraser: Eraser
     services: Services
+    rate_limiter: RateLimiter
     warehouse: Warehouse | None = None
     warehouse_writer: WarehouseWriter | None = None
     leases: Leases | None = None
     jobs: JobRunner | None = None
     registry: ModelRegistry | None = None
     clock: Clock = SYSTEM_CLOCK
+    closed: bool = field(default=False, init=False)
 
     @property
     def local_stores(self) -> bool:
@@ -127,7 +133,10 @@ class Workspace:
             clock=clock.time,
         )
         rejected = build_rejected_store(
-            config.rejected, data_dir, services.postgres_for(config.rejected, "rejected")
+            config.rejected,
+            data_dir,
+            services.postgres_for(config.rejected, "rejected"),
+            max_per_source=config.collect.rejected_per_source,
         )
         profiles = build_profile_store(
             config.profiles, data_dir, services.postgres_for(config.profiles, "profiles")
@@ -218,6 +227,7 @@ class Workspace:
             audit=audit,
             hasher=hasher,
             resolver=processor.resolver,
+            forget_in_models=partial(forget_people, registry),
             metrics=metrics,
             clock=clock.now,
         )
@@ -236,6 +246,7 @@ class Workspace:
             decider=decider,
             eraser=eraser,
             services=services,
+            rate_limiter=build_rate_limiter(config, services.redis, clock.time),
             warehouse=warehouse,
             warehouse_writer=writer,
             registry=registry,
@@ -269,15 +280,26 @@ class Workspace:
         self.processor.coordinate(coordinator)
         return coordinator
 
+    def start_background(self) -> None:
+        """Start what a long-running serving process runs beside its requests: its stream
+        processor (one worker of the group, sharing the log's partitions) and its background
+        jobs. `serve` (one process or several) calls this; `worker` runs the processor in
+        its own thread and calls `share_partitions` and `start_jobs` itself."""
+        self.share_partitions()
+        self.processor.start()
+        self.start_jobs()
+
     def start_jobs(self) -> JobRunner:
-        """Start the background jobs of a long-running process (the warehouse copy; model
-        training on its schedule): `serve` with its processor and `worker` call this."""
+        """Start the background jobs of a long-running process (the warehouse copy; the
+        rejected store's retention; model training on its schedule): `serve` with its
+        processor and `worker` call this."""
         if self.jobs is None:
             jobs = []
             writer = self.warehouse_writer
             if writer is not None:
                 interval = parse_duration(self.settings.config.warehouse.sync_interval)
                 jobs.append(PeriodicJob("warehouse", interval.total_seconds(), writer.run_once))
+            jobs.append(PeriodicJob("rejected", REJECTED_PURGE_SECONDS, self.purge_rejected))
             schedule = self.settings.config.models.schedule
             if schedule is not None and self.warehouse is not None:
                 every = parse_duration(schedule.every).total_seconds()
@@ -285,6 +307,15 @@ class Workspace:
             self.jobs = JobRunner(jobs, clock=self.clock.monotonic)
         self.jobs.start()
         return self.jobs
+
+    def purge_rejected(self) -> int:
+        """Apply the rejected store's retention window (`collect.rejected_retention`): delete
+        the rejected events not seen within it; how many were deleted."""
+        window = parse_duration(self.settings.config.collect.rejected_retention)
+        purged = self.rejected.purge(isoformat(self.clock.now() - window))
+        if purged:
+            logger.info("rejected store: %d events past the retention window deleted", purged)
+        return purged
 
     def trainer(self) -> Trainer:
         """A Trainer of this workspace's models (see models.training)."""
@@ -337,7 +368,11 @@ class Workspace:
         )
 
     def close(self) -> None:
-        """Stop the processor if it runs, then close the stores (the log flushes first)."""
+        """Stop the processor if it runs, then close the stores (the log flushes first).
+        Closing twice is a no-op."""
+        if self.closed:
+            return
+        self.closed = True
         self.processor.stop()
         if self.jobs is not None:
             self.jobs.stop()

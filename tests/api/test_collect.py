@@ -33,7 +33,9 @@ def test_batch_is_logged_and_a_retry_changes_nothing(
         "success": True,
         "accepted": 0,
         "duplicates": 5,
+        "rejected_count": 0,
         "rejected": [],
+        "flagged_count": 0,
         "flagged": [],
     }
     assert workspace.log.count() == 5

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import SECRET_KEY, WRITE_KEY, basic, bearer, drain
-from touchpoint.core.clock import isoformat, new_id, utcnow
+from tests.conftest import SECRET_KEY, TEST_START, WRITE_KEY, basic, bearer, drain
+from touchpoint.api.routers import decisions as decisions_router
+from touchpoint.core.clock import isoformat, new_id
 from touchpoint.decide.log import DecisionRecord
 from touchpoint.decide.outcomes import OutcomeSink
 from touchpoint.runtime import Workspace
@@ -23,7 +24,7 @@ ADMIN = bearer(SECRET_KEY)
 
 
 def ago(**delta: float) -> str:
-    return isoformat(utcnow() - timedelta(**delta))
+    return isoformat(TEST_START - timedelta(**delta))
 
 
 def decide(
@@ -136,6 +137,19 @@ def test_a_decision_shows_its_placements_and_joined_outcomes(
     assert conversion["event"] == "Order Completed" and conversion["value"] == 42.5
     assert (conversion["placement"], conversion["content_id"]) == ("home_hero", "hero_buyer")
     assert all(item["message_id"] and item["at"] for item in body["outcomes"])
+
+
+def test_a_decision_lists_a_bounded_number_of_outcomes_with_their_count(
+    client: TestClient, workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Outcomes come from a public write key, so there may be any number of them."""
+    monkeypatch.setattr(decisions_router, "LISTED_OUTCOMES", 2)
+    decision_id = decide(workspace, ("home_hero", "hero_buyer"), at=ago(hours=2))
+    views = [outcome_event("Decision Viewed", decision_id, placement="home_hero")] * 3
+    send(client, workspace, *[{**view, "messageId": f"v{i}"} for i, view in enumerate(views)])
+    body = client.get(f"/v1/decisions/{decision_id}", headers=ADMIN).json()
+    assert body["outcomes_count"] == 3
+    assert [item["message_id"] for item in body["outcomes"]] == ["v0", "v1"]
 
 
 def test_a_decision_made_through_the_api_collects_its_outcomes(

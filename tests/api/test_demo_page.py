@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import CLIENT_KEY, TEST_CONFIG, write_config
+from tests.conftest import CLIENT_KEY, TEST_CONFIG, basic, write_config
 from touchpoint.api.app import create_app
 from touchpoint.api.routers.demo import script_json
 from touchpoint.core.settings import Settings, load_settings
@@ -83,6 +83,28 @@ def test_visitors_are_404_until_the_demo_writes_them(
     found = demo_client.get("/demo/visitors.json")
     assert found.status_code == 200 and found.json() == document
     assert found.headers["cache-control"] == "no-store"
+
+
+def test_visitors_named_by_user_id_come_signed_by_the_shop_backend(
+    demo_client: TestClient, demo_settings: Settings
+) -> None:
+    document = {
+        "visitors": [
+            {"key": "v1", "kind": "user_id", "value": "user-7"},
+            {"key": "v2", "kind": "anonymous_id", "value": "device-9"},
+        ]
+    }
+    (demo_settings.data_dir / VISITORS_FILE).write_text(json.dumps(document), encoding="utf-8")
+    visitors = demo_client.get("/demo/visitors.json").json()["visitors"]
+    assert "user_hash" not in visitors[1]
+    # The page may decide for the signed visitor with the public key, and sends the hash.
+    body = {"user_id": "user-7", "user_hash": visitors[0]["user_hash"], "placements": ["home_hero"]}
+    decided = demo_client.post("/v1/decide", json=body, headers=basic(CLIENT_KEY))
+    assert decided.status_code == 200, decided.text
+    assert "profile_id" not in decided.json()
+    script = demo_client.get("/demo/storefront.js").text
+    assert "body.user_hash = state.visitor.user_hash" in script
+    assert "message.context.user_hash = state.visitor.user_hash" in script
 
 
 def test_the_page_is_not_served_unless_the_settings_ask(client: TestClient) -> None:

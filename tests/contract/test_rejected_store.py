@@ -76,6 +76,7 @@ def backends(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend
 
 
 RECEIVED = "2024-05-01T10:00:00.000Z"
+LATER = "2024-05-02T10:00:00.000Z"
 
 
 def rejected(
@@ -125,6 +126,8 @@ def test_add_then_list_round_trips_every_field(backends: Backend) -> None:
             reason="tracking_plan",
             errors=[{"field": "properties.price", "reason": "must be a number"}],
             event=event,
+            occurrences=1,
+            last_seen=RECEIVED,
         )
     ]
 
@@ -188,11 +191,70 @@ def test_same_message_with_another_reason_or_source_is_a_new_entry(backends: Bac
     assert store.count() == 3
 
 
-def test_events_without_message_id_are_always_kept(backends: Backend) -> None:
+def test_identical_events_without_message_id_share_one_counted_row(backends: Backend) -> None:
     store = backends.rejected_store()
     ids = store.add([rejected(None, event="not an object"), rejected(None, event="not an object")])
-    assert len(set(ids)) == 2
-    assert [item.event for item in store.list().items] == ["not an object", "not an object"]
+    assert ids[0] == ids[1]
+    later = NewRejected("web", None, LATER, "invalid", [], "not an object")
+    assert store.add([later]) == [ids[0]]
+    (item,) = store.list().items
+    assert (item.event, item.occurrences) == ("not an object", 3)
+    assert (item.received_at, item.last_seen) == (RECEIVED, LATER)
+    # Same content counts as the same whatever its key order; another content, reason or
+    # source is another row.
+    first = store.add([rejected(None, event={"a": 1, "b": [1, {"c": 2, "d": 3}]})])
+    again = store.add([rejected(None, event={"b": [1, {"d": 3, "c": 2}], "a": 1})])
+    assert first == again
+    others = store.add(
+        [
+            rejected(None, event="another"),
+            rejected(None, event="not an object", reason="too_large"),
+            rejected(None, event="not an object", source="ios"),
+        ]
+    )
+    assert len({*others, ids[0], first[0]}) == 5
+    assert store.count() == 5
+
+
+def test_a_retried_named_event_is_not_counted_again(backends: Backend) -> None:
+    store = backends.rejected_store()
+    store.add([rejected("a")])
+    store.add([rejected("a")])
+    (item,) = store.list().items
+    assert item.occurrences == 1
+
+
+def test_a_source_at_its_cap_stores_no_new_events_but_still_counts_known_ones(
+    backends: Backend,
+) -> None:
+    store = backends.rejected_store()
+    store.max_per_source = 3
+    ids = store.add([rejected(f"m{i}") for i in range(5)] + [rejected(None, event="x")])
+    assert all(item_id is not None for item_id in ids[:3])
+    assert ids[3:] == [None, None, None]
+    assert store.count(source="web") == 3
+    assert store.add([rejected("m1")]) == [ids[1]]  # known: still found
+    # Other sources have their own room.
+    assert store.add([rejected("m9", source="ios")])[0] is not None
+    # Room again once some are replayed (removed).
+    store.remove([item_id for item_id in ids[:2] if item_id is not None])
+    (x_id,) = store.add([rejected(None, event="x")])
+    assert x_id is not None
+    assert store.add([rejected(None, event="x")]) == [x_id]  # known, counted at the cap
+    (x,) = [item for item in store.list(source="web").items if item.id == x_id]
+    assert x.occurrences == 2
+
+
+def test_purge_deletes_what_was_not_seen_since(backends: Backend) -> None:
+    store = backends.rejected_store()
+    (old,) = store.add([rejected("old")])
+    (seen_again,) = store.add([rejected(None, event="again")])
+    store.add([NewRejected("web", None, LATER, "invalid", [], "again")])
+    (recent,) = store.add([NewRejected("web", "new", LATER, "invalid", [], {})])
+    assert store.purge("2024-05-01T12:00:00.000Z") == 1
+    assert sorted(item.id for item in store.list().items) == sorted([seen_again, recent])
+    assert old not in [item.id for item in store.list().items]
+    assert store.purge("2024-05-01T12:00:00.000Z") == 0
 
 
 def test_remove_after_replay_and_a_new_rejection_is_stored_again(backends: Backend) -> None:

@@ -60,10 +60,10 @@ def test_the_workspace_schedules_training_only_when_configured(tmp_path: Path) -
     plain = open_workspace(tmp_path / "plain")
     scheduled = open_workspace(tmp_path / "scheduled", schedule={"every": "1h"})
     try:
-        assert [job.name for job in plain.start_jobs().jobs] == ["warehouse"]
+        assert [job.name for job in plain.start_jobs().jobs] == ["warehouse", "rejected"]
         jobs = scheduled.start_jobs().jobs
-        assert [job.name for job in jobs] == ["warehouse", "models"]
-        assert jobs[1].interval == 3600
+        assert [job.name for job in jobs] == ["warehouse", "rejected", "models"]
+        assert jobs[2].interval == 3600
     finally:
         plain.close()
         scheduled.close()

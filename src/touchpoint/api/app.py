@@ -33,9 +33,29 @@ from touchpoint.runtime import Workspace
 
 logger = logging.getLogger(__name__)
 
+# Label values must come from bounded sets, whatever a client sends: every distinct value
+# is a new series kept for the life of the process.
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED_ROUTE = "<unmatched>"
+OTHER_METHOD = "<other>"
+
+
+def latency_labels(scope: Scope, status: int) -> tuple[str, str, str]:
+    """(method, route, status) of a request, each from a bounded set: a standard method else
+    `<other>`, the matched route's template (never the path) else `<unmatched>`, and the
+    status code (100-599)."""
+    method = scope.get("method", "")
+    route = getattr(scope.get("route"), "path", None)
+    return (
+        method if method in HTTP_METHODS else OTHER_METHOD,
+        route if isinstance(route, str) else UNMATCHED_ROUTE,
+        str(status) if 100 <= status <= 599 else "500",
+    )
+
 
 class LatencyMiddleware:
-    """Records request latency per route template (pure ASGI: no per-request task overhead)."""
+    """Records request latency per route template (pure ASGI: no per-request task overhead),
+    with labels from bounded sets (`latency_labels`)."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
@@ -57,9 +77,7 @@ class LatencyMiddleware:
         try:
             await self.app(scope, receive, send_with_status)
         finally:
-            route = scope.get("route")
-            path = getattr(route, "path", "<unmatched>")
-            self.metrics.request_latency.labels(scope["method"], path, str(status)).observe(
+            self.metrics.request_latency.labels(*latency_labels(scope, status)).observe(
                 time.perf_counter() - started
             )
 
@@ -75,21 +93,28 @@ def create_app_from_environment() -> FastAPI:
     return create_app(settings)
 
 
-def create_app(settings: Settings, *, workspace: Workspace | None = None) -> FastAPI:
-    """Build the app. With no `workspace`, it opens one at startup and closes it at
-    shutdown, running the stream processor in-process when the settings ask for it."""
+def create_app(
+    settings: Settings, *, workspace: Workspace | None = None, owns_workspace: bool = False
+) -> FastAPI:
+    """Build the app.
+
+    With no `workspace`, it opens one at startup. The app runs a workspace it owns (one it
+    opened, or one handed over with `owns_workspace=True`, as `touchpoint serve` does after
+    printing the keys): at startup it starts the workspace's background work when the
+    settings ask for it (the stream processor and the jobs: warehouse copy, training), and
+    at shutdown it closes the workspace. Shutdown is the one path both Ctrl-C and SIGTERM
+    take (uvicorn re-raises SIGTERM only after it), so every file is closed either way. A
+    workspace handed over without ownership (tests) is left as it is."""
     metrics = workspace.metrics if workspace is not None else Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        owned = workspace is None
+        owned = workspace is None or owns_workspace
         opened = workspace if workspace is not None else Workspace.open(settings, metrics=metrics)
         app.state.workspace = opened
-        if owned and settings.run_processor:
-            opened.share_partitions()
-            opened.processor.start()
-            opened.start_jobs()
         try:
+            if owned and settings.run_processor:
+                opened.start_background()
             yield
         finally:
             if owned:

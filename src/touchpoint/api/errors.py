@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from touchpoint.api.responses import OrjsonResponse
-from touchpoint.core.errors import TouchpointError, Unavailable
+from touchpoint.core.errors import TouchpointError
 
 logger = logging.getLogger(__name__)
 
@@ -26,10 +26,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(TouchpointError)
     async def _domain(_: Request, error: TouchpointError) -> OrjsonResponse:
-        headers = (
-            {"Retry-After": str(error.retry_after)} if isinstance(error, Unavailable) else None
-        )
-        return error_response(error.status, error.to_dict(), headers)
+        return error_response(error.status, error.to_dict(), error.headers())
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, error: RequestValidationError) -> OrjsonResponse:

@@ -50,6 +50,11 @@ def print_keys(settings: Settings, base_url: str) -> None:
     )
     console.print(f"  write key ({source.name}): [green]{source.write_key}[/green]")
     console.print(f"  secret key: [yellow]{settings.secret_key}[/yellow]")
+    for signing in settings.config.sources:
+        secret = signing.identity_verification.secret
+        if signing.needs_identity_secret and secret is not None:
+            # For the site's backend: user_hash = hex HMAC-SHA256(secret, user id).
+            console.print(f"  identity secret ({signing.name}): [yellow]{secret}[/yellow]")
     console.print(
         f"  send:   curl -u {source.write_key}: {base_url}/v1/track "
         "-H 'content-type: application/json' "
@@ -94,13 +99,13 @@ def serve(
         workspace.close()
         _serve_processes(settings, host, port, workers, processor, noop_endpoint)
         return
-    if processor:
-        workspace.share_partitions()
-        workspace.processor.start()
     print_keys(settings, f"http://{host}:{port}")
+    # The app owns the workspace from here: its startup starts the processor and the
+    # background jobs, its shutdown (on SIGTERM as on Ctrl-C) closes every store.
+    app_ = create_app(settings, workspace=workspace, owns_workspace=True)
     try:
         uvicorn.run(
-            create_app(settings, workspace=workspace),
+            app_,
             host=host,
             port=port,
             log_config=None,
@@ -108,7 +113,7 @@ def serve(
             timeout_graceful_shutdown=10,
         )
     finally:
-        workspace.close()
+        workspace.close()  # a no-op after the app's shutdown closed it
 
 
 def _serve_processes(

@@ -1,8 +1,10 @@
 """The collector: from raw messages to durably logged events.
 
 Per message: size limit, validation against the Segment spec, normalization,
-the tracking plan (enforce rejects, flag marks), the privacy policy (PII hashed,
-IP addresses truncated, look-alike emails refused: collect.privacy), routing key. The
+identity verification (a source that requires it rejects a `userId` without its
+valid `context.user_hash`), the tracking plan (enforce rejects, flag marks), the
+privacy policy (PII hashed, IP addresses truncated, look-alike emails refused:
+collect.privacy), routing key. The
 good ones are appended to the log in one call (durable, deduplicated on
 `messageId`), the bad ones stored in the rejected store with their reasons;
 only then does `collect` return, so a 200 built from its result means nothing
@@ -37,10 +39,19 @@ from touchpoint.collect.rejected import NewRejected, RejectedStore
 from touchpoint.core.clock import isoformat, utcnow
 from touchpoint.core.config import SourceConfig, TouchpointConfig
 from touchpoint.core.errors import TouchpointError, Unavailable
+from touchpoint.core.identity_verification import (
+    IDENTITY_VERIFIED,
+    IdentityNotVerified,
+    verify_event_identity,
+)
 from touchpoint.core.metrics import Metrics
 from touchpoint.log.base import EventLog, LogRecord
 
 logger = logging.getLogger(__name__)
+
+# A reply lists at most this many rejected (and flagged) events, with their total counts: a
+# batch of 2,500 bad events must not make a reply of megabytes.
+LISTED_PROBLEMS = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,12 +83,16 @@ class CollectResult:
     accepted_indexes: tuple[int, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
+        """The reply: counts, and the first `LISTED_PROBLEMS` rejected and flagged events
+        (in request order) with their reasons."""
         return {
             "success": not self.rejected,
             "accepted": self.accepted,
             "duplicates": self.duplicates,
-            "rejected": [problem.to_dict() for problem in self.rejected],
-            "flagged": [problem.to_dict() for problem in self.flagged],
+            "rejected_count": len(self.rejected),
+            "rejected": [problem.to_dict() for problem in self.rejected[:LISTED_PROBLEMS]],
+            "flagged_count": len(self.flagged),
+            "flagged": [problem.to_dict() for problem in self.flagged[:LISTED_PROBLEMS]],
         }
 
 
@@ -182,10 +197,11 @@ class Collector:
         """Append the records (durable, deduplicated) and store the rejections; blocks until
         the log's group commit, so what it returns may be acknowledged."""
         records = prepared.records
+        not_stored = 0
         try:
             result = self._log.append(records) if records else None
             if prepared.to_store and store_rejections:
-                self._rejected.add(prepared.to_store)
+                not_stored = self._rejected.add(prepared.to_store).count(None)
         except TouchpointError:
             raise
         except Exception as error:
@@ -205,7 +221,19 @@ class Collector:
             accepted_indexes=accepted_indexes,
         )
         self._count(prepared.source, outcome)
+        if not_stored:
+            self._over_cap(prepared.source, not_stored)
         return outcome
+
+    def _over_cap(self, source: SourceConfig, not_stored: int) -> None:
+        """Rejections the store had no room for: refused all the same, counted, not kept."""
+        logger.warning(
+            "rejected store: source %r is at its cap; %d rejected events counted, not stored",
+            source.name,
+            not_stored,
+        )
+        if self._metrics is not None:
+            self._metrics.rejected_not_stored.labels(source.name).inc(not_stored)
 
     def _prepare(
         self, index: int, message: Any, request: _Request
@@ -235,6 +263,13 @@ class Collector:
             batch_context=request.context,
             received_text=request.received_text,
         )
+        stored.pop(IDENTITY_VERIFIED, None)  # only the collector says so
+        if request.source.verifies_events:
+            refused = verify_event_identity(stored, request.source)
+            if refused is not None:
+                return None, EventProblem(
+                    index, stored["messageId"], IdentityNotVerified.code, [refused]
+                )
         problem = None
         mode = request.source.tracking_plan_mode
         if mode != "off":
@@ -244,9 +279,9 @@ class Collector:
                 if mode == "enforce":
                     return None, problem
                 stored["violations"] = [f"{item['field']}: {item['reason']}" for item in violations]
-        refused = self._privacy.apply(stored)
-        if refused:
-            return None, EventProblem(index, stored["messageId"], "invalid", refused)
+        unusable = self._privacy.apply(stored)  # identifiers refused (look-alike emails)
+        if unusable:
+            return None, EventProblem(index, stored["messageId"], "invalid", unusable)
         return stored, problem
 
     def _rejection(self, request: _Request, message: Any, problem: EventProblem) -> NewRejected:

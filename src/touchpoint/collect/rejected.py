@@ -3,24 +3,33 @@
 The collector stores every event it refuses (invalid, over the size limit, against
 an enforced tracking plan) here, with the errors that explain why and the raw event
 as received, so an operator can fix the plan or the client and replay them.
+
+Anyone holding a public write key can make refusals, so what they cost is bounded:
+identical refusals (same source, reason and event, no message id) share one row that
+counts them (`occurrences`, first seen `received_at`, `last_seen`); each source keeps at
+most `max_per_source` rows (beyond that a new refusal is counted by the caller, not
+stored); and `purge` drops rows not seen within the retention window.
 """
 
 from __future__ import annotations
 
 import abc
+import builtins
+import hashlib
 import json
 import logging
 import sqlite3
 import threading
 from collections.abc import Collection, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from touchpoint.collect.pii import identifier_text
 from touchpoint.core.errors import InvalidInput
-from touchpoint.core.sqlite import open_connection, write_transaction
+from touchpoint.core.leftovers import Leftover
+from touchpoint.core.sqlite import checkpoint_truncate, open_connection, write_transaction
 from touchpoint.profiles.store import Page, parse_id_cursor
 
 if TYPE_CHECKING:
@@ -48,7 +57,9 @@ class NewRejected:
 
 @dataclass(frozen=True)
 class RejectedEvent:
-    """A stored rejected event; `id` is assigned by the store and orders them by arrival."""
+    """A stored rejected event; `id` is assigned by the store and orders them by arrival.
+    `received_at` is when it was first refused, `last_seen` the latest of its
+    `occurrences` (identical refusals without a message id share one row)."""
 
     id: int
     source: str
@@ -57,19 +68,72 @@ class RejectedEvent:
     reason: str
     errors: list[dict[str, Any]]
     event: Any
+    occurrences: int = 1
+    last_seen: str = ""
+
+
+def payload_hash(event: Any) -> bytes:
+    """What identifies an event's content: 16 bytes of BLAKE2b over its canonical JSON (keys
+    sorted), so the same event sent twice is known as such whatever its key order."""
+    text = json.dumps(event, ensure_ascii=False, default=str, sort_keys=True, separators=(",", ":"))
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+@dataclass
+class Distinct:
+    """One distinct refusal of a batch given to `add`: the first item, the positions of
+    every item it stands for, and how many times it occurs (at least 1)."""
+
+    item: NewRejected
+    digest: bytes
+    positions: list[int] = field(default_factory=list)
+    last_seen: str = ""
+
+    @property
+    def occurrences(self) -> int:
+        return len(self.positions)
+
+
+def distinct(items: Sequence[NewRejected]) -> list[Distinct]:
+    """`items` collapsed in input order: those with a message id by (source, message id,
+    reason), the others by (source, reason, content), as the stores keep them."""
+    found: dict[tuple[Any, ...], Distinct] = {}
+    for position, item in enumerate(items):
+        digest = payload_hash(item.event)
+        if item.message_id is not None:
+            key: tuple[Any, ...] = (item.source, item.reason, "id", item.message_id)
+        else:
+            key = (item.source, item.reason, "hash", digest)
+        entry = found.get(key)
+        if entry is None:
+            entry = found[key] = Distinct(item, digest, last_seen=item.received_at)
+        entry.positions.append(position)
+        entry.last_seen = max(entry.last_seen, item.received_at)
+    return list(found.values())
 
 
 class RejectedStore(abc.ABC):
-    """Where rejected events wait for review and replay."""
+    """Where rejected events wait for review and replay. `max_per_source`: the most rows one
+    source may hold (None: no cap)."""
+
+    max_per_source: int | None = None
 
     @abc.abstractmethod
-    def add(self, items: Sequence[NewRejected]) -> list[int]:
-        """Store `items` durably; the id of each, in input order.
+    def add(self, items: Sequence[NewRejected]) -> list[int | None]:
+        """Store `items` durably; the id of each, in input order (None: not stored, its
+        source is at `max_per_source`).
 
         Idempotent for a retried batch: an item whose `(source, message_id, reason)` is
         already stored (and not yet removed by a replay) is not added again, and its
-        existing id is returned. Items without a message id are always added.
+        existing id is returned. Items without a message id that equal a stored one (same
+        source, reason and event) are counted on its row (`occurrences`, `last_seen`)
+        rather than stored again, even when the source is at its cap.
         """
+
+    @abc.abstractmethod
+    def purge(self, seen_before: str) -> int:
+        """Delete the events last seen before `seen_before` (canonical text time, see
+        `core.clock.isoformat`): the retention window. How many were deleted."""
 
     @abc.abstractmethod
     def list(
@@ -104,6 +168,12 @@ class RejectedStore(abc.ABC):
     def erase_message_ids(self, message_ids: Sequence[str]) -> int:
         """Delete every stored event with one of these message ids (erasure); the count."""
 
+    def scrub(self) -> builtins.list[Leftover]:
+        """After an erasure: make the backend overwrite what the erased rows left in its
+        files, where it can; what may still hold their bytes, and until when (empty when
+        nothing does). Nothing to do by default (a backend without files of its own)."""
+        return []
+
     def close(self) -> None:  # noqa: B027 - optional for backends without resources
         """Release connections."""
 
@@ -111,13 +181,27 @@ class RejectedStore(abc.ABC):
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS rejected (
     id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, message_id TEXT,
-    received_at TEXT NOT NULL, reason TEXT NOT NULL, errors TEXT NOT NULL, event TEXT NOT NULL);
+    received_at TEXT NOT NULL, reason TEXT NOT NULL, errors TEXT NOT NULL, event TEXT NOT NULL,
+    payload_hash BLOB, occurrences INTEGER NOT NULL DEFAULT 1, last_seen TEXT);
 CREATE UNIQUE INDEX IF NOT EXISTS rejected_once
     ON rejected (source, message_id, reason) WHERE message_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS rejected_by_reason ON rejected (reason, id);
 CREATE INDEX IF NOT EXISTS rejected_by_source ON rejected (source, id);
 CREATE INDEX IF NOT EXISTS rejected_by_message_id ON rejected (message_id);
 """
+# Columns added since the first schema: a data directory made before gets them on open.
+_ADDED_COLUMNS = {
+    "payload_hash": "BLOB",
+    "occurrences": "INTEGER NOT NULL DEFAULT 1",
+    "last_seen": "TEXT",
+}
+_ADDED_INDEXES = """
+UPDATE rejected SET last_seen = received_at WHERE last_seen IS NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS rejected_same
+    ON rejected (source, reason, payload_hash) WHERE message_id IS NULL;
+CREATE INDEX IF NOT EXISTS rejected_by_last_seen ON rejected (last_seen);
+"""
+_COLUMNS = "id, source, message_id, received_at, reason, errors, event, occurrences, last_seen"
 
 
 # The fields an identity can come from, extracted by SQLite without decoding whole events:
@@ -173,7 +257,7 @@ def _identifying_forms(row: Sequence[Any]) -> set[str]:
 
 def rejected_from_row(row: Sequence[Any]) -> RejectedEvent:
     """An event from the columns `id, source, message_id, received_at, reason, errors (JSON),
-    event (JSON)`, as every backend stores them."""
+    event (JSON), occurrences, last_seen`, as every backend stores them."""
     return RejectedEvent(
         id=int(row[0]),
         source=row[1],
@@ -182,6 +266,8 @@ def rejected_from_row(row: Sequence[Any]) -> RejectedEvent:
         reason=row[4],
         errors=json.loads(row[5]),
         event=json.loads(row[6]),
+        occurrences=int(row[7]),
+        last_seen=row[8] or row[3],
     )
 
 
@@ -217,14 +303,75 @@ class SqliteRejectedStore(RejectedStore):
     so a cursor never skips or repeats an event.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, max_per_source: int | None = None) -> None:
         self.path = Path(path)
+        self.max_per_source = max_per_source
         self._lock = threading.Lock()
         self._connection = open_connection(self.path, synchronous="full", schema=_SCHEMA)
+        try:
+            self._upgrade()
+        except BaseException:
+            self._connection.close()
+            raise
 
-    def add(self, items: Sequence[NewRejected]) -> list[int]:
+    def _upgrade(self) -> None:
+        """Add the columns and indexes a file made by an older version lacks."""
+        with self._transaction() as connection:
+            present = {row[1] for row in connection.execute("PRAGMA table_info(rejected)")}
+            for column, declaration in _ADDED_COLUMNS.items():
+                if column not in present:
+                    connection.execute(f"ALTER TABLE rejected ADD COLUMN {column} {declaration}")
+            for statement in _ADDED_INDEXES.split(";"):
+                if statement.strip():
+                    connection.execute(statement)
+
+    def add(self, items: Sequence[NewRejected]) -> list[int | None]:
         """See `RejectedStore.add`; one transaction, so the batch is stored whole or not."""
-        rows = [
+        ids: list[int | None] = [None] * len(items)
+        room: dict[str, int] = {}
+        with self._transaction() as connection:
+            for entry in distinct(items):
+                item_id = self._existing(connection, entry)
+                if item_id is None:
+                    item_id = self._insert(connection, entry, room)
+                for position in entry.positions:
+                    ids[position] = item_id
+        return ids
+
+    def _existing(self, connection: sqlite3.Connection, entry: Distinct) -> int | None:
+        """The row `entry` is already stored as (counting it there), or None."""
+        item = entry.item
+        if item.message_id is not None:
+            row = connection.execute(
+                "SELECT id FROM rejected WHERE source = ? AND message_id = ? AND reason = ?",
+                (item.source, item.message_id, item.reason),
+            ).fetchone()
+            return None if row is None else int(row[0])
+        row = connection.execute(
+            "UPDATE rejected SET occurrences = occurrences + ?, last_seen = max(last_seen, ?) "
+            "WHERE source = ? AND reason = ? AND payload_hash = ? AND message_id IS NULL "
+            "RETURNING id",
+            (entry.occurrences, entry.last_seen, item.source, item.reason, entry.digest),
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def _insert(
+        self, connection: sqlite3.Connection, entry: Distinct, room: dict[str, int]
+    ) -> int | None:
+        """Store `entry` as a new row if its source has room (None if not)."""
+        item = entry.item
+        if self.max_per_source is not None:
+            if item.source not in room:
+                sql = "SELECT COUNT(*) FROM rejected WHERE source = ?"
+                stored = int(connection.execute(sql, (item.source,)).fetchone()[0])
+                room[item.source] = self.max_per_source - stored
+            if room[item.source] <= 0:
+                return None
+            room[item.source] -= 1
+        occurrences = 1 if item.message_id is not None else entry.occurrences
+        cursor = connection.execute(
+            "INSERT INTO rejected (source, message_id, received_at, reason, errors, event, "
+            "payload_hash, occurrences, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 item.source,
                 item.message_id,
@@ -232,29 +379,18 @@ class SqliteRejectedStore(RejectedStore):
                 item.reason,
                 json.dumps(item.errors, ensure_ascii=False, default=str),
                 json.dumps(item.event, ensure_ascii=False, default=str),
-            )
-            for item in items
-        ]
-        ids: list[int] = []
+                entry.digest,
+                occurrences,
+                entry.last_seen,
+            ),
+        )
+        return int(cursor.lastrowid or 0)
+
+    def purge(self, seen_before: str) -> int:
+        """See `RejectedStore.purge`."""
         with self._transaction() as connection:
-            for row in rows:
-                source, message_id, _, reason = row[:4]
-                if message_id is not None:
-                    existing = connection.execute(
-                        "SELECT id FROM rejected "
-                        "WHERE source = ? AND message_id = ? AND reason = ?",
-                        (source, message_id, reason),
-                    ).fetchone()
-                    if existing is not None:
-                        ids.append(int(existing[0]))
-                        continue
-                cursor = connection.execute(
-                    "INSERT INTO rejected (source, message_id, received_at, reason, errors, event) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    row,
-                )
-                ids.append(int(cursor.lastrowid or 0))
-        return ids
+            sql = "DELETE FROM rejected WHERE last_seen < ?"
+            return int(connection.execute(sql, (seen_before,)).rowcount)
 
     def list(
         self,
@@ -268,10 +404,7 @@ class SqliteRejectedStore(RejectedStore):
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidInput(f"limit must be 1 to {MAX_PAGE}", details={"field": "limit"})
         where, params = _where(reason, source, before=parse_id_cursor(cursor))
-        sql = (
-            "SELECT id, source, message_id, received_at, reason, errors, event FROM rejected"
-            f"{where} ORDER BY id DESC LIMIT ?"
-        )
+        sql = f"SELECT {_COLUMNS} FROM rejected{where} ORDER BY id DESC LIMIT ?"
         with self._lock:
             rows = self._connection.execute(sql, (*params, limit + 1)).fetchall()
         items = [rejected_from_row(row) for row in rows[:limit]]
@@ -319,6 +452,11 @@ class SqliteRejectedStore(RejectedStore):
         """See `RejectedStore.erase_message_ids`."""
         return self._delete("message_id", list(dict.fromkeys(message_ids)))
 
+    def scrub(self) -> builtins.list[Leftover]:
+        """See `RejectedStore.scrub`: erased rows were zeroed in their pages (secure
+        delete); the write-ahead log, which still has their old pages, is truncated."""
+        return checkpoint_truncate(self.path, store="rejected_store")
+
     def close(self) -> None:
         """Close the connection."""
         with self._lock:
@@ -340,15 +478,19 @@ class SqliteRejectedStore(RejectedStore):
 
 
 def build_rejected_store(
-    config: StoreConfig, data_dir: Path, postgres: Postgres | None = None
+    config: StoreConfig,
+    data_dir: Path,
+    postgres: Postgres | None = None,
+    *,
+    max_per_source: int | None = None,
 ) -> RejectedStore:
     """Open the rejected-events store the configuration names: PostgreSQL when `postgres` is
     given (the store runs on it), else SQLite (default `<data_dir>/rejected.sqlite3`),
-    creating its folders if needed."""
+    creating its folders if needed; at most `max_per_source` events per source."""
     if postgres is not None:
         from touchpoint.collect.postgres_rejected import PostgresRejectedStore
 
-        return PostgresRejectedStore(postgres)
+        return PostgresRejectedStore(postgres, max_per_source=max_per_source)
     if config.type in ("sqlite", "auto"):
         path = (
             Path(config.path).expanduser()
@@ -356,5 +498,5 @@ def build_rejected_store(
             else Path(data_dir) / DEFAULT_REJECTED_FILE
         )
         path.parent.mkdir(parents=True, exist_ok=True)
-        return SqliteRejectedStore(path)
+        return SqliteRejectedStore(path, max_per_source=max_per_source)
     raise ValueError(f"unknown rejected store type {config.type!r}")  # pragma: no cover

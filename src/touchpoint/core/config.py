@@ -43,13 +43,66 @@ def _check_duration(value: str) -> str:
     return value
 
 
+class RateLimitConfig(_Model):
+    """How fast one source may send, as a rate and a burst of requests and of events (a
+    cell-rate limit: `burst` may arrive at once, then `per_second` on average). Over either,
+    `/v1/batch` and the single-event routes answer 429 with `Retry-After`. `null` turns a
+    rate off. The requests default is Segment's documented figure for its HTTP API (1,000
+    requests/s); the events default is half of what one embedded node acknowledges, so one
+    public write key cannot take the whole node.
+    """
+
+    requests_per_second: float | None = Field(default=1000.0, gt=0)
+    request_burst: int = Field(default=2000, ge=1)
+    events_per_second: float | None = Field(default=10_000.0, gt=0)
+    event_burst: int = Field(default=25_000, ge=1)
+
+
+class IdentityVerificationConfig(_Model):
+    """How a source proves who its visitors are (see docs/threat-model.md).
+
+    `secret` signs user ids (`user_hash` = hex HMAC-SHA256(secret, user id), computed by the
+    site's backend). It need not be written here: name an environment variable in
+    `secret_env`, or leave both out and one is generated once and kept in
+    `<data-dir>/workspace-keys.json` (printed by `touchpoint serve`). `events`: whether every
+    event with a `userId` must carry `context.user_hash`; unset, it follows
+    `allow_client_decisions`, because a source whose pages may decide must not let them link
+    a device to anyone they name.
+    """
+
+    secret: str | None = Field(default=None, min_length=16)
+    secret_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    events: bool | None = None
+
+
 class SourceConfig(_Model):
-    """A source of events (a website, an app, a server) and its public write key."""
+    """A source of events (a website, an app, a server) and its public write key.
+
+    With `allow_client_decisions`, its write key may also ask `POST /v1/decide`, for the
+    device it names, or for a user id signed with the source's identity secret.
+
+    `rate_limit`: this source's own limits (default: `collect.rate_limit`).
+    """
 
     name: str
     write_key: str = Field(min_length=8)
     tracking_plan_mode: Literal["enforce", "flag", "off"] = "flag"
     allow_client_decisions: bool = False
+    rate_limit: RateLimitConfig | None = None
+    identity_verification: IdentityVerificationConfig = Field(
+        default_factory=IdentityVerificationConfig
+    )
+
+    @property
+    def verifies_events(self) -> bool:
+        """Whether this source's events naming a user id must carry a valid `user_hash`."""
+        events = self.identity_verification.events
+        return self.allow_client_decisions if events is None else events
+
+    @property
+    def needs_identity_secret(self) -> bool:
+        """Whether anything this source does checks a signature."""
+        return self.allow_client_decisions or self.verifies_events
 
 
 class PlannedEvent(_Model):
@@ -379,13 +432,24 @@ class ModelsConfig(_Model):
 
 
 class CollectConfig(_Model):
-    """Collection limits and dedup."""
+    """Collection limits and dedup.
+
+    Per request: `max_event_bytes` (32 KB) and `max_batch_bytes` (500 KB, after gzip is
+    undone) and `max_batch_events` (2,500), Segment's limits. Per source: `rate_limit`, the
+    default of every source without its own. The rejected store keeps a refused event for
+    `rejected_retention` after it was last seen, at most `rejected_per_source` of them per
+    source (beyond that new ones are counted, not stored); identical refusals share a row.
+    """
 
     dedup_window: str = "24h"
     max_event_bytes: int = 32 * 1024
     max_batch_bytes: int = 500 * 1024
+    max_batch_events: int = Field(default=2500, ge=1)
+    rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
+    rejected_retention: str = "7d"
+    rejected_per_source: int = Field(default=50_000, ge=1)
 
-    @field_validator("dedup_window")
+    @field_validator("dedup_window", "rejected_retention")
     @classmethod
     def _window(cls, value: str) -> str:
         return _check_duration(value)
@@ -431,6 +495,7 @@ class TouchpointConfig(_Model):
         keys = [source.write_key for source in self.sources]
         if len(set(keys)) != len(keys):
             raise ValueError("sources: write keys must be unique")
+        self._bursts_fit_a_batch()
         self.definitions()  # cross-references between placements and content
         self._check_privacy()
         return self
@@ -456,6 +521,24 @@ class TouchpointConfig(_Model):
                     f"nor one of {', '.join(BUILTIN_AS)}"
                 )
 
+    def _bursts_fit_a_batch(self) -> None:
+        """A full batch must be able to pass each events limit, or it never would."""
+        largest = self.collect.max_batch_events
+        limits = [("collect.rate_limit", self.collect.rate_limit)] + [
+            (f"sources[{index}].rate_limit", source.rate_limit)
+            for index, source in enumerate(self.sources)
+        ]
+        for path, limit in limits:
+            if limit is not None and limit.events_per_second and limit.event_burst < largest:
+                raise ValueError(
+                    f"{path}.event_burst ({limit.event_burst}) must be at least "
+                    f"collect.max_batch_events ({largest}), or a full batch never passes"
+                )
+
+    def rate_limit(self, source: SourceConfig) -> RateLimitConfig:
+        """The limits `source` is held to: its own, else the workspace's default."""
+        return source.rate_limit or self.collect.rate_limit
+
     def definitions(self) -> Definitions:
         """The versioned part of this file: placements and content."""
         return Definitions(placements=self.placements, content=self.content)
@@ -480,6 +563,10 @@ class TouchpointConfig(_Model):
         if self.log.type == "auto":
             return "redis" if self.redis.url else "sqlite"
         return self.log.type
+
+    def source_named(self, name: str) -> SourceConfig | None:
+        """The source called `name`, if any."""
+        return next((source for source in self.sources if source.name == name), None)
 
     def source_by_key(self, write_key: str) -> SourceConfig | None:
         for source in self.sources:

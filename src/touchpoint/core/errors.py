@@ -6,6 +6,7 @@ so a route never builds an error body by hand.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -24,6 +25,10 @@ class TouchpointError(Exception):
         body: dict[str, Any] = {"code": self.code, "message": self.message}
         body.update(self.details)
         return body
+
+    def headers(self) -> dict[str, str] | None:
+        """HTTP headers the response carries (`Retry-After` for the errors that pass)."""
+        return None
 
 
 class BadRequest(TouchpointError):
@@ -77,6 +82,27 @@ class Unavailable(TouchpointError):
     def __init__(self, message: str, *, retry_after: int = 1, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str] | None:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class RateLimited(TouchpointError):
+    """A source sent faster than its rate limit allows; retry after `retry_after` seconds.
+
+    The body names the limit passed and the wait in seconds (fractional); `Retry-After`
+    carries it rounded up to whole seconds, as HTTP wants."""
+
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: float, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+        self.details["retry_after"] = round(retry_after, 3)
+
+    def headers(self) -> dict[str, str] | None:
+        return {"Retry-After": str(max(1, math.ceil(self.retry_after)))}
 
 
 class DefinitionError(TouchpointError):

@@ -26,6 +26,13 @@ class Metrics:
             ["source", "reason"],
             registry=self.registry,
         )
+        self.rejected_not_stored = Counter(
+            "touchpoint_rejected_not_stored",
+            "Rejected events refused but not kept: their source was at collect."
+            "rejected_per_source rows in the rejected store.",
+            ["source"],
+            registry=self.registry,
+        )
         self.events_deduplicated = Counter(
             "touchpoint_events_deduplicated",
             "Events dropped because their messageId was already logged in the dedup window.",

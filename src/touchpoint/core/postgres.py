@@ -25,6 +25,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from touchpoint.core.clock import parse_duration
 from touchpoint.core.config import PostgresConfig
 from touchpoint.core.errors import ServiceUnavailableAtStart, Unavailable
+from touchpoint.core.leftovers import Leftover
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +152,50 @@ class Postgres:
         `Unavailable` naming `store`; the pool replaces a broken connection."""
         with self.connection(store) as connection, connection.transaction():
             yield connection
+
+    def vacuum(self, store: str, tables: Sequence[str], *, name: str) -> list[Leftover]:
+        """After an erasure: plain `VACUUM` of `tables` (outside any transaction, on an
+        autocommit connection), so the erased rows' dead tuples and index entries are
+        removed now instead of whenever autovacuum comes by; what may still hold their
+        bytes. Not `VACUUM FULL`: that rewrites the whole table under an exclusive lock,
+        stopping every write for as long, for one person.
+
+        PostgreSQL does not zero freed space: the bytes stay in the table's (and its
+        indexes' and TOAST's) pages until new rows are written over them, and in the
+        server's write-ahead log until its segments are recycled; `name` (`profile_store`)
+        labels the leftovers."""
+        listed = sql.SQL(", ").join(sql.Identifier(table) for table in tables)
+        leftovers = [
+            Leftover(
+                store=name,
+                where=f"PostgreSQL pages of {', '.join(tables)} (and their indexes and TOAST)",
+                until="new rows are written over the space VACUUM freed, or the table is "
+                "rewritten (VACUUM FULL, CLUSTER, pg_repack); rows a transaction open during "
+                "the erasure could still see are freed by the next (auto)vacuum after it ends",
+            ),
+            Leftover(
+                store=name,
+                where="PostgreSQL write-ahead log (pg_wal), WAL archives, replicas' WAL, "
+                "base backups",
+                until="the WAL segments are recycled after later checkpoints (max_wal_size, "
+                "wal_keep_size), and archives and backups expire under their own retention",
+            ),
+        ]
+        try:
+            with self.connection(store) as connection:
+                connection.execute(sql.SQL("VACUUM (ANALYZE FALSE) {}").format(listed))
+        except (Unavailable, psycopg.Error) as error:
+            logger.warning("the %s could not vacuum after an erasure: %s", store, error)
+            leftovers.insert(
+                0,
+                Leftover(
+                    store=name,
+                    where=f"PostgreSQL dead tuples of {', '.join(tables)} (VACUUM failed: "
+                    f"{first_line(error)})",
+                    until="the next (auto)vacuum of these tables",
+                ),
+            )
+        return leftovers
 
     def run(
         self,

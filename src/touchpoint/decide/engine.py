@@ -108,14 +108,15 @@ class DecideResult:
     at: str
     placements: dict[str, PlacementDecision]
 
-    def to_dict(self) -> dict[str, Any]:
-        """The API's response body."""
-        return {
-            "decision_id": self.decision_id,
-            "profile_id": self.profile_id,
-            "definitions_version": self.definitions_version,
-            "placements": {name: item.to_dict() for name, item in self.placements.items()},
-        }
+    def to_dict(self, *, with_profile_id: bool = True) -> dict[str, Any]:
+        """The API's response body; without `profile_id` for a caller that must not learn
+        it (a write key), so the answer has one shape for a known person and a stranger."""
+        body: dict[str, Any] = {"decision_id": self.decision_id}
+        if with_profile_id:
+            body["profile_id"] = self.profile_id
+        body["definitions_version"] = self.definitions_version
+        body["placements"] = {name: item.to_dict() for name, item in self.placements.items()}
+        return body
 
 
 class _Caps:

@@ -15,12 +15,14 @@ exist yet.
 from __future__ import annotations
 
 import abc
+import builtins
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from touchpoint.core.config import StoreConfig
+from touchpoint.core.leftovers import Leftover
 from touchpoint.profiles.store import Page
 
 if TYPE_CHECKING:
@@ -162,6 +164,12 @@ class DecisionLog(abc.ABC):
     @abc.abstractmethod
     def count(self) -> int:
         """How many decision records are stored."""
+
+    def scrub(self) -> builtins.list[Leftover]:
+        """After an erasure: make the backend overwrite what the erased rows left in its
+        files, where it can; what may still hold their bytes, and until when (empty when
+        nothing does). Nothing to do by default (a backend without files of its own)."""
+        return []
 
     def close(self) -> None:  # noqa: B027 - optional for backends without resources
         """Release connections."""

@@ -25,6 +25,7 @@ import psycopg
 from psycopg import errors as pg_errors
 
 from touchpoint.core.errors import InvalidInput, Unavailable
+from touchpoint.core.leftovers import Leftover
 from touchpoint.core.postgres import Migration, Postgres, postgres_text
 from touchpoint.decide.log import (
     ContentReport,
@@ -343,6 +344,10 @@ class PostgresDecisionLog(DecisionLog):
     def count(self) -> int:
         """See `DecisionLog.count`."""
         return int(self._read("SELECT COUNT(*) FROM decisions")[0][0])
+
+    def scrub(self) -> builtins.list[Leftover]:
+        """See `DecisionLog.scrub`: the decision and outcome tables are vacuumed."""
+        return self._postgres.vacuum(STORE, ("decisions", "outcomes"), name="decision_log")
 
     def close(self) -> None:
         """Nothing to release: the connection pool belongs to the `Postgres` service."""

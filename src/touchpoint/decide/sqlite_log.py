@@ -30,7 +30,8 @@ from typing import Any
 import orjson
 
 from touchpoint.core.errors import InvalidInput, TouchpointError, Unavailable
-from touchpoint.core.sqlite import write_transaction
+from touchpoint.core.leftovers import Leftover
+from touchpoint.core.sqlite import SECURE_DELETE_PRAGMA, checkpoint_truncate, write_transaction
 from touchpoint.decide.log import (
     ContentReport,
     DecisionLog,
@@ -175,6 +176,7 @@ class SqliteDecisionLog(DecisionLog):
             self.path, isolation_level=None, check_same_thread=False, timeout=self._timeout
         )
         try:
+            connection.execute(f"PRAGMA {SECURE_DELETE_PRAGMA}")
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=NORMAL")
             connection.execute("PRAGMA temp_store=MEMORY")
@@ -408,6 +410,11 @@ class SqliteDecisionLog(DecisionLog):
         self._commits += 1
         if self._commits >= _CHECKPOINT_COMMITS:
             self._wake.set()
+
+    def scrub(self) -> builtins.list[Leftover]:
+        """See `DecisionLog.scrub`: erased rows were zeroed in their pages (secure delete);
+        the write-ahead log, which still has their old pages, is truncated."""
+        return checkpoint_truncate(self.path, store="decision_log", timeout=self._timeout)
 
     def close(self) -> None:
         """Stop the checkpointer, then close every connection this log opened (any thread)."""

@@ -9,6 +9,11 @@ conversion the placement declares (`Product Added` from the recommendations,
 `Checkout Started` from the cart banner). So `GET /v1/placements/{name}/report`
 has impressions, clicks and conversions to show from the first minute.
 
+The demo's source lets pages decide, so it verifies identities: a visitor named
+by user id is signed with the source's identity secret (`user_hash`), as a real
+shop's backend signs its signed-in visitors for the page (`decide_body`,
+`sign_message`; docs/threat-model.md).
+
 `reactions` is pure (seeded); `engage` does the HTTP.
 """
 
@@ -18,7 +23,7 @@ import logging
 import random
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -26,6 +31,7 @@ from typing import Any
 import httpx
 
 from touchpoint.core.clock import isoformat, utcnow
+from touchpoint.core.identity_verification import USER_HASH_FIELD, user_hash
 from touchpoint.demo.simulate import LIBRARY, SHOP_URL
 
 logger = logging.getLogger(__name__)
@@ -39,14 +45,39 @@ CONVERSION_RATE = 0.4
 
 
 def decide_body(
-    kind: str, value: str, placements: Sequence[str], path: str = "/"
+    kind: str,
+    value: str,
+    placements: Sequence[str],
+    path: str = "/",
+    *,
+    secret: str | None = None,
 ) -> dict[str, Any]:
-    """The body of a decide request for one person on one page of the shop."""
-    return {
+    """The body of a decide request for one person on one page of the shop; a user id is
+    signed with the source's identity `secret` when given (what the page gets from the
+    shop's backend)."""
+    body: dict[str, Any] = {
         kind: value,
         "context": {"page": {"path": path, "url": SHOP_URL + path}, "channel": "web"},
         "placements": list(placements),
     }
+    if kind == "user_id" and secret is not None:
+        body[USER_HASH_FIELD] = user_hash(secret, value)
+    return body
+
+
+def sign_message(message: dict[str, Any], secret: str | None) -> dict[str, Any]:
+    """The message with `context.user_hash` for its `userId`, as the shop's page sends it
+    once its backend signed the visitor in (a copy; unchanged without a user id or secret)."""
+    user_id = message.get("userId")
+    if secret is None or not isinstance(user_id, str):
+        return message
+    context = {**(message.get("context") or {}), USER_HASH_FIELD: user_hash(secret, user_id)}
+    return {**message, "context": context}
+
+
+def signed(messages: Iterable[dict[str, Any]], secret: str | None) -> Iterator[dict[str, Any]]:
+    """`sign_message` over `messages`, lazily."""
+    return (sign_message(message, secret) for message in messages)
 
 
 def _identity(kind: str, value: str) -> dict[str, str]:
@@ -127,15 +158,18 @@ def engage(
     placements: Sequence[str],
     *,
     seed: int,
+    secret: str | None = None,
 ) -> Engagement:
     """Ask for a decision for each (kind, value) in `visitors` and collect their reactions
-    (to be sent with `send_events`). `client` carries the base URL and the write key; a
-    failed decide is counted, never raised (the first failure is kept to show)."""
+    (to be sent with `send_events`, signed with `secret` as the decide requests are).
+    `client` carries the base URL and the write key; a failed decide is counted, never
+    raised (the first failure is kept to show)."""
     rng = random.Random(f"touchpoint-demo-engage:{seed}")  # noqa: S311 (simulation)
     result = Engagement()
     for kind, value in visitors:
         try:
-            response = client.post("/v1/decide", json=decide_body(kind, value, placements))
+            body = decide_body(kind, value, placements, secret=secret)
+            response = client.post("/v1/decide", json=body)
         except httpx.HTTPError as error:
             result.failures += 1
             result.first_failure = result.first_failure or type(error).__name__
@@ -149,7 +183,7 @@ def engage(
         result.decisions += 1
         for shown in (decision.get("placements") or {}).values():
             result.reasons[str(shown.get("reason"))] += 1
-        messages = reactions(decision, kind, value, rng)
+        messages = [sign_message(item, secret) for item in reactions(decision, kind, value, rng)]
         result.events.update(message["event"] for message in messages)
         result.messages.extend(messages)
     if result.failures:

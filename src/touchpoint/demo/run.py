@@ -37,7 +37,7 @@ from touchpoint.core.clock import isoformat, utcnow
 from touchpoint.core.settings import Settings, load_settings
 from touchpoint.demo.catalog import build_catalog
 from touchpoint.demo.content import DEMO_PLACEMENTS
-from touchpoint.demo.engagement import Engagement, engage
+from touchpoint.demo.engagement import Engagement, engage, signed
 from touchpoint.demo.models import show_models, train_demo_models
 from touchpoint.demo.server import BackgroundServer, wait_for_processor
 from touchpoint.demo.showcase import identity_of, pick_showcase, showcase_document, write_showcase
@@ -239,6 +239,9 @@ def run_demo(
     write_workspace(config_path, workspace)
     settings = demo_settings(data_dir, config_path)
     write_key = settings.config.sources[0].write_key  # TOUCHPOINT_WRITE_KEY may override it
+    # The shop's backend signs its signed-in visitors' user ids (generated secret, kept in
+    # workspace-keys.json): the source lets pages decide, so it verifies identities.
+    identity_secret = settings.config.sources[0].identity_verification.secret
     now = utcnow()
     start = now - timedelta(days=DEMO_DAYS)
     journeys = list(
@@ -268,7 +271,7 @@ def run_demo(
             f"({len(catalog)} products in {len(catalog.categories)} categories) "
             "to POST /v1/batch ..."
         )
-        sent = send_events(base_url, write_key, messages)
+        sent = send_events(base_url, write_key, signed(messages, identity_secret))
         _print_sent(console, "history", sent)
         if sent.duplicates and not sent.accepted:
             console.print("  (these events were already loaded in this data directory)")
@@ -285,7 +288,7 @@ def run_demo(
                 f"{len(sample):,} visitors ask POST /v1/decide for their page and react "
                 "(views, clicks, conversions) ..."
             )
-            engaged = engage(client, sample, DEMO_PLACEMENTS, seed=seed)
+            engaged = engage(client, sample, DEMO_PLACEMENTS, seed=seed, secret=identity_secret)
             if engaged.messages:
                 _print_sent(
                     console, "reactions", send_events(base_url, write_key, engaged.messages)
@@ -297,7 +300,9 @@ def run_demo(
                     f"{escape(str(engaged.first_failure))}",
                     highlight=False,
                 )
-            examples = ask_decisions(client, example_visitors(showcase), DEMO_PLACEMENTS)
+            examples = ask_decisions(
+                client, example_visitors(showcase), DEMO_PLACEMENTS, secret=identity_secret
+            )
         show_decisions(console, examples, DEMO_PLACEMENTS)
         headers = {"authorization": f"Bearer {settings.secret_key}"}
         with httpx.Client(base_url=base_url, headers=headers, timeout=10.0) as client:
@@ -311,6 +316,7 @@ def run_demo(
             secret_key=settings.secret_key,
             visitor=examples[0].visitor if examples else None,
             placements=DEMO_PLACEMENTS,
+            identity_secret=identity_secret,
         )
         storefront = f"{base_url}/demo"
         summary = DemoSummary(

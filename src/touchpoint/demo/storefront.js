@@ -5,7 +5,10 @@
 // (the engine's rendered Liquid, HTML-escaped values) or its payload, and shows the content
 // id and the `reason` beside it. Rendering sends `Decision Viewed`, a click in a placement
 // `Decision Clicked` (and `Product Viewed` / `Product Added` for product cards), all through
-// POST /v1/batch as that visitor. Everything else it inserts goes in as text, never markup.
+// POST /v1/batch as that visitor. A visitor named by user id comes with the `user_hash` the
+// shop's backend computed for them (/demo/visitors.json plays that backend): decide requests
+// and events carry it, or the write key may name only the device.
+// Everything else it inserts goes in as text, never markup.
 (function () {
   "use strict";
 
@@ -103,6 +106,7 @@
         properties: item.properties,
         context: { page: { path: "/demo", url: window.location.href } },
       };
+      if (state.visitor.user_hash) message.context.user_hash = state.visitor.user_hash;
       Object.keys(who).forEach(function (key) {
         message[key] = who[key];
       });
@@ -184,6 +188,7 @@
     }
     var body = {};
     body[state.visitor.kind] = state.visitor.value;
+    if (state.visitor.user_hash) body.user_hash = state.visitor.user_hash;
     body.context = { page: { path: "/", url: window.location.href }, channel: "web" };
     body.placements = state.placements;
     var started = performance.now();
@@ -193,7 +198,7 @@
       state.decision = decision;
       render(decision);
       status("Decision " + decision.decision_id + " in " + took + " ms (definitions version " +
-        decision.definitions_version + ", profile " + (decision.profile_id || "none yet") + ")");
+        decision.definitions_version + ")");
       var views = [];
       state.placements.forEach(function (name) {
         var result = (decision.placements || {})[name];

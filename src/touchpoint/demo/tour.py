@@ -54,12 +54,17 @@ def example_visitors(showcase: Sequence[ShowcaseVisitor]) -> list[ShowcaseVisito
 
 
 def ask_decisions(
-    client: httpx.Client, visitors: Sequence[ShowcaseVisitor], placements: Sequence[str]
+    client: httpx.Client,
+    visitors: Sequence[ShowcaseVisitor],
+    placements: Sequence[str],
+    *,
+    secret: str | None = None,
 ) -> list[ExampleDecision]:
-    """`POST /v1/decide` for each visitor (the client carries the write key)."""
+    """`POST /v1/decide` for each visitor (the client carries the write key; a user id is
+    signed with the source's identity `secret`)."""
     examples: list[ExampleDecision] = []
     for visitor in visitors:
-        body = decide_body(visitor.kind, visitor.value, placements)
+        body = decide_body(visitor.kind, visitor.value, placements, secret=secret)
         try:
             response = client.post("/v1/decide", json=body)
         except httpx.HTTPError as error:
@@ -114,11 +119,14 @@ def show_where_to_look(
     secret_key: str,
     visitor: ShowcaseVisitor | None,
     placements: Sequence[str],
+    identity_secret: str | None = None,
 ) -> None:
     """The storefront URL, a decide `curl` for a named visitor, the report URLs."""
     console.print(f"[bold]Storefront[/bold]: {base_url}/demo  (pick a visitor, watch the reasons)")
     if visitor is not None:
-        body = json.dumps(decide_body(visitor.kind, visitor.value, placements))
+        body = json.dumps(
+            decide_body(visitor.kind, visitor.value, placements, secret=identity_secret)
+        )
         console.print(f"[bold]A decision for {escape(visitor.label)}[/bold]:", highlight=False)
         console.print(
             f"  curl -u {write_key}: {base_url}/v1/decide "

@@ -139,12 +139,14 @@ def demo_workspace(
     write_key: str,
     secret_key: str | None = None,
     hash_secret: str | None = None,
+    identity_secret: str | None = None,
     extra_content: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """The demo's `touchpoint.yaml` as a mapping (parse_config accepts it as is).
 
-    Keys left out (`secret_key`, `hash_secret`) are generated once per data directory by
-    `load_settings`, so the file holds only the public write key.
+    Keys left out (`secret_key`, `hash_secret`, the source's `identity_secret`) are
+    generated once per data directory by `load_settings`, so the file holds only the
+    public write key. The source lets pages decide, so it verifies identities.
     """
     config: dict[str, Any] = {
         "workspace": WORKSPACE_NAME,
@@ -170,6 +172,8 @@ def demo_workspace(
         "placements": demo_placements(),
         "content": [*demo_content(catalog), *extra_content],
     }
+    if identity_secret is not None:
+        config["sources"][0]["identity_verification"] = {"secret": identity_secret}
     if secret_key is not None:
         config["secret_key"] = secret_key
     if hash_secret is not None:

@@ -2,10 +2,17 @@
 
 `Eraser.erase` finds the person by any identifier and erases, in this order: the profile
 store (profile, everything merged into it, identity graph, timeline, segments, lineage),
-writing tombstones in the same transaction, then the event log, the decision log and the
-rejected store, and finally records the job in the audit log. Tombstones come first so
+writing tombstones in the same transaction, then the event log, the decision log, the
+rejected store, the warehouse and the stored models (recommenders forget the person's
+profile ids), and finally records the job in the audit log. Tombstones come first so
 that an event processed meanwhile (a late event, a replay, a retry) is dropped by the
 stream processor instead of rebuilding the person from what is not yet erased.
+
+Deleting rows is not the end of it: their bytes can outlive them in the stores' files.
+Every store then scrubs (`scrub`: SQLite files are opened with secure delete, so deleted
+rows are zeroed, and their write-ahead logs are truncated; PostgreSQL tables are vacuumed)
+and the job's `leftovers` say where bytes may still remain and until when (see
+docs/adr/0005-consent-and-erasure.md).
 
 The job record names the person only by their tombstone hash, never by an identifier.
 Asking again (by the same or another of their identifiers) returns the same job, marked
@@ -26,6 +33,7 @@ from touchpoint.collect.pii import IdentityHasher
 from touchpoint.collect.rejected import RejectedStore
 from touchpoint.core.clock import isoformat, new_id, utcnow
 from touchpoint.core.errors import NotFound
+from touchpoint.core.leftovers import Leftover
 from touchpoint.core.metrics import Metrics
 from touchpoint.decide.log import DecisionLog
 from touchpoint.govern.audit import AuditLog
@@ -51,8 +59,11 @@ class ErasureJob:
 
     `subject`: the tombstone hash of the identifier the caller named (no plain identifier).
     `erased`: `profile_store` (rows per kind), `event_log` (records), `decision_log`
-    (`decisions`, `outcomes`), `rejected_store` (events). `already_erased`: this call found
-    the person erased before and returns that job again.
+    (`decisions`, `outcomes`), `rejected_store` (events), `warehouse` (rows per table) and
+    `models` (`versions_rewritten`: stored recommenders that forgot the person).
+    `leftovers`: where bytes of the erased rows may still be on disk after every store
+    scrubbed, and until when (`store`, `where`, `until`; empty when nowhere).
+    `already_erased`: this call found the person erased before and returns that job again.
     """
 
     job_id: str
@@ -62,6 +73,7 @@ class ErasureJob:
     subject: str
     profile_ids: tuple[str, ...]
     erased: dict[str, Any] = field(default_factory=dict)
+    leftovers: tuple[dict[str, str], ...] = ()
     already_erased: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -74,6 +86,7 @@ class ErasureJob:
             "subject": self.subject,
             "profile_ids": list(self.profile_ids),
             "erased": self.erased,
+            "leftovers": [dict(item) for item in self.leftovers],
             "already_erased": self.already_erased,
         }
 
@@ -88,6 +101,9 @@ class ErasureJob:
             subject=str(data.get("subject", "")),
             profile_ids=tuple(str(item) for item in data.get("profile_ids", ())),
             erased=dict(data.get("erased") or {}),
+            leftovers=tuple(
+                {str(k): str(v) for k, v in item.items()} for item in data.get("leftovers", ())
+            ),
             already_erased=bool(data.get("already_erased", False)),
         )
 
@@ -110,6 +126,7 @@ class Eraser:
         audit: AuditLog,
         hasher: IdentityHasher,
         resolver: IdentityResolver,
+        forget_in_models: Callable[[Sequence[str]], int] | None = None,
         metrics: Metrics | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -121,6 +138,7 @@ class Eraser:
         self.audit = audit
         self.hasher = hasher
         self.resolver = resolver
+        self.forget_in_models = forget_in_models
         self.metrics = metrics
         self._clock = clock
         self._tombstone_key: Callable[[Identity], str] = partial(tombstone_key, hasher)
@@ -163,6 +181,7 @@ class Eraser:
                 subject=subject,
                 profile_ids=erased.profile_ids,
                 erased={"profile_store": dict(erased.counts), **elsewhere},
+                leftovers=self._scrub(),
             )
             self.audit.record(
                 actor=actor, action=ERASE_ACTION, target=job_id, details=job.to_dict()
@@ -194,6 +213,8 @@ class Eraser:
             erased["warehouse"] = self.warehouse.erase(
                 profile_ids=profile_ids, message_ids=message_ids, keys=routing_keys
             )
+        if self.forget_in_models is not None and profile_ids:
+            erased["models"] = {"versions_rewritten": self.forget_in_models(profile_ids)}
         return {
             **erased,
             "event_log": erased_log,
@@ -203,6 +224,27 @@ class Eraser:
             },
             "rejected_store": erased_rejected,
         }
+
+    def _scrub(self) -> tuple[dict[str, str], ...]:
+        """Every store overwrites what the erased rows left in its files, where it can; what
+        may remain (the job's `leftovers`). A store that fails to scrub is a leftover too:
+        its rows are deleted already, so the erasure itself stands."""
+        leftovers: list[Leftover] = []
+        stores: list[tuple[str, Callable[[], list[Leftover]]]] = [
+            ("profile_store", self.profiles.scrub),
+            ("event_log", self.log.scrub),
+            ("decision_log", self.decisions.scrub),
+            ("rejected_store", self.rejected.scrub),
+        ]
+        for name, scrub in stores:
+            try:
+                leftovers.extend(scrub())
+            except Exception:
+                logger.exception("scrubbing the %s after an erasure failed", name)
+                leftovers.append(
+                    Leftover(name, "its files (the scrub failed: see the log)", "the next scrub")
+                )
+        return tuple(leftover.to_dict() for leftover in leftovers)
 
     def _again(self, kind: str, identity: Identity, subject: str, actor: str) -> ErasureJob:
         """The job of an earlier erasure of this identifier, or NotFound."""
@@ -224,6 +266,7 @@ class Eraser:
             subject=subject,
             profile_ids=(),
             erased={"profile_store": {}, **elsewhere, "resumed": True},
+            leftovers=self._scrub(),
         )
         self.audit.record(actor=actor, action=ERASE_ACTION, target=job_id, details=job.to_dict())
         logger.warning("resumed erasure job %s, which had not reached the audit log", job_id)

@@ -22,6 +22,8 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from touchpoint.core.leftovers import Leftover
+
 
 @dataclass(frozen=True, slots=True)
 class LogRecord:
@@ -158,6 +160,12 @@ class EventLog(abc.ABC):
     def rewrite(self, changes: Sequence[LogRewrite]) -> int:
         """Replace the key and payload of records in place (anonymization); how many
         existed. Message ids and offsets stay; the partition is not recomputed."""
+
+    def scrub(self) -> list[Leftover]:
+        """After an erasure: make the backend overwrite what the erased rows left in its
+        files, where it can; what may still hold their bytes, and until when (empty when
+        nothing does). Nothing to do by default (a backend without files of its own)."""
+        return []
 
     def close(self) -> None:  # noqa: B027 - optional for backends without resources
         """Release connections and threads."""

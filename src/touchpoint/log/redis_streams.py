@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING, Any, cast
 import redis
 
 from touchpoint.core.errors import DefinitionError, Unavailable
+from touchpoint.core.leftovers import Leftover
 from touchpoint.log import redis_scripts
 from touchpoint.log.base import (
     AppendResult,
@@ -323,8 +324,10 @@ class RedisStreamLog(EventLog):
             pipe.hmget(self._offsets_key, fields)
             pipe.hmget(self._committed_key(group), fields)
             lasts, positions = pipe.execute()
+        # Offsets start at 1, so a group that never committed (position 0) has read nothing
+        # below offset 1: an empty partition is no lag, not one.
         return {
-            partition: max(0, int(last or 0) + 1 - int(position or 0))
+            partition: max(0, int(last or 0) + 1 - max(int(position or 0), 1))
             for partition, last, position in zip(fields, lasts, positions, strict=True)
         }
 
@@ -456,6 +459,23 @@ class RedisStreamLog(EventLog):
             if not following:
                 return erased
             start = following.decode() if isinstance(following, bytes) else str(following)
+
+    def scrub(self) -> list[Leftover]:
+        """See `EventLog.scrub`. Nothing Redis offers removes the bytes now: `XDEL` only
+        flags an entry deleted inside its stream node (a listpack of up to
+        `stream-node-max-entries`), which keeps the bytes until every entry in it is gone;
+        snapshots and the append-only file keep the history until rewritten, and rewriting
+        them is the server operator's call (it is shared), not one erasure's."""
+        return [
+            Leftover(
+                store="event_log",
+                where="Redis stream nodes of the log's partitions (memory), RDB snapshots, "
+                "the append-only file, replicas",
+                until="the stream node holding them is freed (all its entries deleted or "
+                "trimmed by retention), and the snapshots and append-only file written "
+                "before are replaced (the next BGSAVE, BGREWRITEAOF) and their backups expire",
+            )
+        ]
 
     def close(self) -> None:
         """Stop serving calls. The Redis client (and PostgreSQL pool) belong to their

@@ -35,6 +35,15 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from touchpoint.core.errors import DefinitionError, Unavailable
+from touchpoint.core.leftovers import Leftover
+from touchpoint.core.sqlite import (
+    SECURE_DELETE_PRAGMA,
+    WAL_AUTOCHECKPOINT_PAGES,
+    WAL_SIZE_LIMIT_BYTES,
+    checkpoint_truncate,
+    disk_full,
+    shrink_wal,
+)
 from touchpoint.log.base import (
     AppendResult,
     EventLog,
@@ -121,8 +130,8 @@ class SqliteEventLog(EventLog):
             f"synchronous = {mode.upper()}",
             "cache_size = -65536",  # 64 MiB: dedup inserts land on random pages
             "temp_store = MEMORY",  # statement journals of multi-row inserts: no temp files
-            "wal_autocheckpoint = 10000",  # fewer, larger checkpoints under load
-            "journal_size_limit = 67108864",  # and the WAL file shrinks back to 64 MiB
+            f"wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}",  # see core.sqlite
+            f"journal_size_limit = {WAL_SIZE_LIMIT_BYTES}",
         ):
             self._writer_connection.execute(f"PRAGMA {pragma}")
         self._create_schema()
@@ -139,6 +148,7 @@ class SqliteEventLog(EventLog):
             self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_timeout
         )
         connection.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+        connection.execute(f"PRAGMA {SECURE_DELETE_PRAGMA}")
         mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             connection.close()
@@ -235,6 +245,8 @@ class SqliteEventLog(EventLog):
                     connection.execute("ROLLBACK")
             except sqlite3.Error:
                 logger.exception("event log: rollback failed")
+            if disk_full(error):
+                shrink_wal(connection)
             logger.warning("event log: a write of %d requests failed: %r", len(batch), error)
             for request in batch:
                 request.future.set_exception(error)
@@ -435,6 +447,11 @@ class SqliteEventLog(EventLog):
             return deleted
 
         return self._submit(apply)
+
+    def scrub(self) -> list[Leftover]:
+        """See `EventLog.scrub`: erased records were zeroed in their pages (secure delete);
+        the write-ahead log, which still has their old pages, is truncated."""
+        return checkpoint_truncate(self.path, store="event_log", timeout=self._busy_timeout)
 
     def close(self) -> None:
         """Write what is queued, stop the writer and close every connection. Idempotent."""

@@ -125,6 +125,36 @@ class ModelRegistry:
         logger.info("registered %s version %d", name, number)
         return stored
 
+    def rewrite(self, model: str, version: int, save: Callable[[Path, Path], bool]) -> bool:
+        """Replace a stored version's artifact with another (erasure: the same model without
+        some people); whether it was replaced. `save(current, staging)` writes the new
+        artifact into `staging` from the one in `current`, returning False when nothing
+        changes. The version keeps its number, `meta.json`, status and every file `save`
+        did not write; the directory is swapped by two renames and the old one deleted, files
+        and all (a loader looking in between falls back to another version, as for any
+        unreadable one). `registry.json` is rewritten too, so servers reload the model."""
+        name = _check_name(model)
+        directory = self.path(name, version)
+        staging = directory.with_name(f".rewrite-{os.getpid()}-{directory.name}")
+        retired = directory.with_name(f".retired-{os.getpid()}-{directory.name}")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        try:
+            with self._lock(name):
+                if not save(directory, staging):
+                    return False
+                for path in directory.iterdir():
+                    if path.is_file() and not (staging / path.name).exists():
+                        shutil.copy2(path, staging / path.name)
+                os.replace(directory, retired)
+                os.replace(staging, directory)
+                self._write_state(name, self._state(name))
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+            shutil.rmtree(retired, ignore_errors=True)
+        logger.info("rewrote %s version %d", name, version)
+        return True
+
     def promote(
         self, model: str, version: int, *, tolerance: float = 0.0, force: bool = False
     ) -> Promotion:

@@ -213,7 +213,10 @@ class Trainer:
             import pyarrow as pa
             import pyarrow.parquet as pq
 
-            sample = fitted.features
+            # Drift compares feature values only: the sample keeps no profile id, so a
+            # person erased later is not left named in a model's files.
+            numeric = [name for name in NUMERIC_PERSON_FEATURES if name in fitted.features]
+            sample = fitted.features[numeric]
             if len(sample) > SAMPLE_ROWS:
                 sample = sample.sample(SAMPLE_ROWS, random_state=self.seed)
             pq.write_table(

@@ -43,6 +43,7 @@ from typing import TypeVar, cast
 import orjson
 from redis.exceptions import RedisError
 
+from touchpoint.core.leftovers import Leftover
 from touchpoint.core.metrics import Metrics
 from touchpoint.core.postgres import first_line
 from touchpoint.core.redis import RedisService
@@ -430,6 +431,20 @@ class CachedProfileStore(ProfileStore):
 
     def tombstone(self, key: str) -> str | None:
         return self.inner.tombstone(key)
+
+    def scrub(self) -> list[Leftover]:
+        """The wrapped store's scrub; the cache's deleted entries are freed from Redis's
+        memory, but snapshots and the append-only file written before keep them."""
+        return [
+            *self.inner.scrub(),
+            Leftover(
+                store="profile_store",
+                where="Redis profile cache entries in RDB snapshots, the append-only file, "
+                "replicas",
+                until="the snapshots and append-only file written before the erasure are "
+                "replaced (the next BGSAVE, BGREWRITEAOF) and their backups expire",
+            ),
+        ]
 
     def close(self) -> None:
         """Try once more to send waiting invalidations, then close the wrapped store (the

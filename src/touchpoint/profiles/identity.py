@@ -31,6 +31,7 @@ from touchpoint.collect.pii import IdentifierRefused, IdentityHasher, identifier
 from touchpoint.core.clock import new_id
 from touchpoint.core.config import IdentityConfig, IdentityKind
 from touchpoint.core.errors import InvalidInput, NotFound
+from touchpoint.core.identity_verification import IDENTITY_VERIFIED
 from touchpoint.profiles.model import Identity, Profile
 from touchpoint.profiles.store import ProfileWriter
 
@@ -41,6 +42,8 @@ Reader = Callable[[Mapping[str, Any]], Any]
 
 # How many raw values per kind `extract` remembers; the memo is simply emptied when full.
 _MEMO_SIZE = 8192
+# The kinds an event marked IDENTITY_VERIFIED may link: its device and its signed user id.
+_PROVEN_SOURCES = frozenset({"anonymous_id", "user_id"})
 # Stands for "not remembered" in a memo lookup (compared by identity, never stored).
 _NOT_REMEMBERED = Identity("", "")
 
@@ -123,10 +126,16 @@ class IdentityResolver:
         """The usable identities an event carries, in priority order, without duplicates.
 
         Blocked values are dropped; non-PII values are normalized; PII values must already
-        be hashed by the collector, and one that is not is dropped (never stored).
+        be hashed by the collector, and one that is not is dropped (never stored). An event
+        the collector marked `IDENTITY_VERIFIED` yields only its anonymous id and its
+        (signed) user id: an email or phone a browser typed proves nothing, and linking by
+        it would hand that person's profile to the browser's device.
         """
         found: list[Identity] = []
+        proven_only = event.get(IDENTITY_VERIFIED) is True
         for kind, read, memo in self._extractors:
+            if proven_only and kind.source not in _PROVEN_SOURCES:
+                continue
             raw = read(event)
             if raw is None:
                 continue
@@ -146,7 +155,8 @@ class IdentityResolver:
         return found
 
     def previous_identities(self, event: Mapping[str, Any]) -> list[Identity]:
-        """For an `alias` event, who `previousId` may be: as a user id, then as an anonymous id.
+        """For an `alias` event, who `previousId` may be: as a user id, then as an anonymous id
+        (only the latter for an event marked `IDENTITY_VERIFIED`).
 
         `resolve` links the first one the graph knows, else the anonymous id.
         """
@@ -154,7 +164,10 @@ class IdentityResolver:
             return []
         raw = event.get("previousId")
         candidates = []
-        for kind in (self._user_kind, self._anonymous_kind):
+        kinds: tuple[IdentityKind | None, ...] = (self._user_kind, self._anonymous_kind)
+        if event.get(IDENTITY_VERIFIED) is True:
+            kinds = (self._anonymous_kind,)  # nobody signed the previous user id
+        for kind in kinds:
             identity = None if kind is None else self._identity(kind, raw)
             if identity is not None and identity not in candidates:
                 candidates.append(identity)

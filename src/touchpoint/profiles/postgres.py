@@ -40,6 +40,7 @@ from typing import Any, TypeVar
 from psycopg_pool import PoolTimeout
 
 from touchpoint.core.errors import TouchpointError, Unavailable
+from touchpoint.core.leftovers import Leftover
 from touchpoint.core.postgres import Migration, Postgres
 from touchpoint.profiles import postgres_erase
 from touchpoint.profiles.model import Identity, MergeRecord, Profile
@@ -65,6 +66,16 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 STORE = "profile store"
+# The tables an erasure deletes from (postgres_erase), vacuumed after it.
+ERASED_TABLES = (
+    "profiles",
+    "identities",
+    "timeline",
+    "segment_memberships",
+    "segment_changes",
+    "merges",
+    "profile_redirects",
+)
 _SCHEMA = """
 CREATE TABLE profiles (
     profile_id text COLLATE "C" PRIMARY KEY, state bytea NOT NULL, version bigint NOT NULL,
@@ -308,6 +319,10 @@ class PostgresProfileStore(ProfileStore):
             return None
         rows = self._query("SELECT job_id FROM tombstones WHERE key = %s", (key,))
         return str(rows[0][0]) if rows else None
+
+    def scrub(self) -> list[Leftover]:
+        """See `ProfileStore.scrub`: the tables an erasure deletes from are vacuumed."""
+        return self._postgres.vacuum(STORE, ERASED_TABLES, name="profile_store")
 
     def close(self) -> None:
         """Refuse further use; the shared pool stays open (the workspace closes it)."""

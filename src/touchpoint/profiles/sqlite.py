@@ -29,7 +29,14 @@ import orjson
 
 from touchpoint.core.clock import isoformat, utcnow
 from touchpoint.core.errors import BadRequest, NotFound, TouchpointError
-from touchpoint.core.sqlite import write_transaction
+from touchpoint.core.leftovers import Leftover
+from touchpoint.core.sqlite import (
+    SECURE_DELETE_PRAGMA,
+    WAL_AUTOCHECKPOINT_PAGES,
+    WAL_SIZE_LIMIT_BYTES,
+    checkpoint_truncate,
+    write_transaction,
+)
 from touchpoint.profiles import sqlite_erase
 from touchpoint.profiles.model import Identity, MergeRecord, Profile
 from touchpoint.profiles.store import (
@@ -363,16 +370,18 @@ class SqliteProfileStore(ProfileStore):
         connection = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=30.0
         )
+        connection.execute(f"PRAGMA {SECURE_DELETE_PRAGMA}")
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute(f"PRAGMA synchronous={self._synchronous}")
         connection.execute("PRAGMA temp_store=MEMORY")
         connection.execute("PRAGMA cache_size=-16000")
-        # Checkpoint every ~40 MB of WAL instead of SQLite's 4 MB: a stream batch dirties
+        # Checkpoint every 8 MiB of WAL instead of SQLite's 4 MiB: a stream batch dirties
         # hundreds of pages (timeline rows, random message-id index pages, profile documents),
         # so the default checkpointed after nearly every batch, re-copying hot index pages
-        # and syncing each time.
-        connection.execute("PRAGMA wal_autocheckpoint=10000")
-        connection.execute("PRAGMA journal_size_limit=67108864")  # the WAL shrinks to 64 MiB
+        # and syncing each time. Not more: a full disk needs that much free to recover (see
+        # core.sqlite).
+        connection.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
+        connection.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}")
         with self._connections_lock:
             self._connections.append(connection)
         return connection
@@ -538,6 +547,11 @@ class SqliteProfileStore(ProfileStore):
     def tombstone(self, key: str) -> str | None:
         """See `ProfileStore.tombstone`."""
         return sqlite_erase.tombstone_job(self._reader(), key)
+
+    def scrub(self) -> list[Leftover]:
+        """See `ProfileStore.scrub`: erased rows were zeroed in their pages (secure delete);
+        the write-ahead log, which still has their old pages, is truncated."""
+        return checkpoint_truncate(self.path, store="profile_store", timeout=30.0)
 
     def close(self) -> None:
         """Close every connection this store opened (in any thread)."""

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from touchpoint.core.errors import InvalidInput
+from touchpoint.core.leftovers import Leftover
 from touchpoint.profiles.model import Identity, MergeRecord, Profile
 
 T = TypeVar("T")
@@ -221,6 +222,12 @@ class ProfileStore(abc.ABC):
     @abc.abstractmethod
     def tombstone(self, key: str) -> str | None:
         """The job id of the erasure that left this tombstone key, or None."""
+
+    def scrub(self) -> list[Leftover]:
+        """After an erasure: make the backend overwrite what the erased rows left in its
+        files, where it can; what may still hold their bytes, and until when (empty when
+        nothing does). Nothing to do by default (a backend without files of its own)."""
+        return []
 
     def close(self) -> None:  # noqa: B027 - optional for backends without resources
         """Release connections."""

@@ -123,6 +123,8 @@ class StreamProcessor:
         self.consent_suppressed = 0
         self.sink_failures = 0
         self.last_applied_at = 0.0
+        self.failure: str | None = None
+        self.failing_since: str | None = None
 
     # -- consuming ----------------------------------------------------------------------------
 
@@ -514,14 +516,27 @@ class StreamProcessor:
                 if time.monotonic() >= next_refresh:
                     next_refresh = time.monotonic() + self.segment_refresh_seconds
                     self.refresh_segments()
-            except Exception:
+            except Exception as error:
                 logger.exception("the stream processor failed; retrying in %.1f s", backoff)
+                self.failure = f"{type(error).__name__}: {error}"[:500]
+                if self.failing_since is None:
+                    self.failing_since = isoformat(self._clock())
                 stop.wait(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF)
                 continue
+            if self.failure is not None:
+                logger.warning("the stream processor recovered from: %s", self.failure)
+                self.failure = self.failing_since = None
             backoff = 0.5
             if handled == 0:
                 self.log.wait_for_append(self.idle_wait_seconds)
+
+    @property
+    def failing(self) -> bool:
+        """Whether the last attempt of `run_forever` failed (a store full or unreachable):
+        `failure` says why, `failing_since` since when. It clears on the
+        first batch that goes through."""
+        return self.failure is not None
 
     @property
     def running(self) -> bool:

@@ -2,10 +2,12 @@ import json
 import logging
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from touchpoint.cli.main import app
 from touchpoint.core.logs import JsonFormatter
+from touchpoint.core.settings import Settings
 
 EXAMPLE = Path(__file__).parents[3] / "examples" / "touchpoint.yaml"
 runner = CliRunner()
@@ -39,3 +41,16 @@ def test_json_logs_carry_extra_fields_and_never_the_message_args_unformatted() -
     assert line["level"] == "warning" and line["logger"] == "touchpoint.x"
     assert line["partition"] == 3
     assert line["time"].endswith("Z")
+
+
+def test_serve_prints_the_identity_secret_of_a_source_that_lets_pages_decide(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from touchpoint.cli.main import print_keys
+
+    print_keys(settings, "http://127.0.0.1:8000")
+    printed = capsys.readouterr().out
+    site = settings.config.source_named("site")
+    assert site is not None and site.identity_verification.secret is not None
+    assert f"identity secret (site): {site.identity_verification.secret}" in printed
+    assert "identity secret (web)" not in printed

@@ -12,7 +12,8 @@ from tests.conftest import STRICT_KEY, TEST_CONFIG, WRITE_KEY
 from touchpoint.collect.ingest import Collector
 from touchpoint.collect.pii import IdentityHasher
 from touchpoint.collect.rejected import NewRejected
-from touchpoint.core.config import SourceConfig, parse_config
+from touchpoint.core.config import IdentityVerificationConfig, SourceConfig, parse_config
+from touchpoint.core.identity_verification import user_hash
 from touchpoint.log.base import AppendResult, LogRecord
 
 NOW = datetime(2026, 11, 24, 12, 0, 0, 123_456, tzinfo=UTC)
@@ -128,3 +129,43 @@ def test_commit_stores_rejections_only_when_asked(store: bool) -> None:
     log.open = rejected.open = True
     built.commit(built.prepare(built_source("web"), MESSAGES), store_rejections=store)
     assert len(rejected.items) == (1 if store else 0)
+
+
+def test_a_source_verifying_identities_rejects_unsigned_user_ids_and_marks_what_it_keeps() -> None:
+    built, _, _ = collector()
+    secret = "site-identity-secret-0123"
+    site = SourceConfig(
+        name="site",
+        write_key="wk_site_0123456",
+        allow_client_decisions=True,
+        identity_verification=IdentityVerificationConfig(secret=secret),
+    )
+    messages = [
+        {"type": "identify", "messageId": "s1", "anonymousId": "a1", "userId": "u1"},
+        {"type": "identify", "messageId": "s2", "userId": "u1", "context": {"user_hash": "00"}},
+        {"type": "track", "messageId": "s3", "anonymousId": "a1", "event": "Clicked"},
+        {
+            "type": "identify",
+            "messageId": "s4",
+            "userId": "u1",
+            "identityVerified": False,
+            "context": {"user_hash": user_hash(secret, "u1"), "ip": "1.2.3.4"},
+        },
+    ]
+    prepared = built.prepare(site, messages)
+    assert [(p.index, p.reason) for p in prepared.rejected] == [
+        (0, "identity_not_verified"),
+        (1, "identity_not_verified"),
+    ]
+    assert {p.errors[0]["field"] for p in prepared.rejected} == {"context.user_hash"}
+    kept = [orjson.loads(record.payload) for record in prepared.records]
+    assert [event["identityVerified"] for event in kept] == [True, True]
+    assert kept[1]["context"] == {"ip": "1.2.3.0"}  # the signature is not stored; ip /24
+    # A source that opts out (or never lets pages decide) takes them unsigned, unmarked.
+    opted_out = site.model_copy(
+        update={"identity_verification": IdentityVerificationConfig(secret=secret, events=False)}
+    )
+    for source in (opted_out, built_source("web")):
+        plain = built.prepare(source, messages)
+        assert not plain.rejected
+        assert all("identityVerified" not in orjson.loads(r.payload) for r in plain.records)

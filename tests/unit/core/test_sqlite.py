@@ -5,11 +5,12 @@ from __future__ import annotations
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from touchpoint.core.errors import Unavailable
-from touchpoint.core.sqlite import open_connection, write_transaction
+from touchpoint.core.sqlite import checkpoint_truncate, open_connection, write_transaction
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, name TEXT NOT NULL);"
 
@@ -41,3 +42,44 @@ def test_a_locked_file_is_unavailable_naming_the_store(tmp_path: Path) -> None:
 def test_a_bad_schema_closes_the_connection(tmp_path: Path) -> None:
     with pytest.raises(sqlite3.OperationalError):
         open_connection(tmp_path / "s.sqlite3", synchronous="full", schema="CREATE TABLE (")
+
+
+def test_deleted_rows_are_zeroed_whatever_the_build_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    connect = sqlite3.connect
+
+    def connect_as_upstream_builds(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        connection = connect(*args, **kwargs)  # the amalgamation's default: not zeroed
+        connection.execute("PRAGMA secure_delete = OFF")
+        return connection
+
+    monkeypatch.setattr(sqlite3, "connect", connect_as_upstream_builds)
+    path = tmp_path / "s.sqlite3"
+    connection = open_connection(path, synchronous="full", schema=SCHEMA)
+    assert connection.execute("PRAGMA secure_delete").fetchone() == (1,)
+    connection.execute("INSERT INTO items (name) VALUES ('keep-me'), ('zq-erase-me-77')")
+    connection.execute("DELETE FROM items WHERE name = 'zq-erase-me-77'")
+    assert checkpoint_truncate(path, store="test store") == []
+    assert Path(f"{path}-wal").stat().st_size == 0
+    data = path.read_bytes()
+    assert b"keep-me" in data and b"zq-erase-me-77" not in data
+
+
+def test_a_reader_holding_a_snapshot_stops_the_truncation_and_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3"
+    writer = open_connection(path, synchronous="full", schema=SCHEMA)
+    writer.execute("INSERT INTO items (name) VALUES ('a')")
+    reader = open_connection(path, synchronous="full")
+    reader.execute("BEGIN")
+    reader.execute("SELECT COUNT(*) FROM items").fetchone()  # its snapshot is in the WAL
+    writer.execute("INSERT INTO items (name) VALUES ('b')")
+    pauses: list[float] = []
+    [leftover] = checkpoint_truncate(
+        path, store="test store", attempts=3, pause=0.01, timeout=0.01, sleep=pauses.append
+    )
+    assert pauses == [0.01, 0.01, 0.01]
+    assert leftover.store == "test store"
+    assert leftover.where.startswith("s.sqlite3-wal")
+    reader.execute("COMMIT")
+    assert checkpoint_truncate(path, store="test store") == []

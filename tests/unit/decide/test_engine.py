@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import TEST_CONFIG, drain, write_config
-from touchpoint.core.clock import isoformat, utcnow
+from tests.conftest import TEST_CONFIG, TEST_START, drain, write_config
+from touchpoint.core.clock import isoformat
 from touchpoint.core.definitions import parse_definitions
 from touchpoint.core.errors import InvalidInput, NotFound
 from touchpoint.core.settings import load_settings
@@ -70,6 +70,7 @@ def decider_for(workspace: Workspace, **overrides: Any) -> Decider:
         "features": workspace.features,
         "metrics": workspace.metrics,
         "reload_interval": 0.0,
+        "clock": workspace.clock.now,
     }
     parts.update(overrides)
     return Decider(**parts)
@@ -83,7 +84,7 @@ def send(workspace: Workspace, *events: dict[str, Any]) -> None:
 
 
 def ago(**delta: float) -> str:
-    return isoformat(utcnow() - timedelta(**delta))
+    return isoformat(TEST_START - timedelta(**delta))
 
 
 def buyer(workspace: Workspace, user_id: str = "u1", name: str = "Jane") -> None:
@@ -298,7 +299,7 @@ def test_a_frequency_cap_falls_through_to_the_next_item(
     workspace: Workspace, tmp_path: Path
 ) -> None:
     decisions = CountingDecisionLog(tmp_path / "counted.sqlite3")
-    clock = Clock(utcnow())
+    clock = Clock(workspace.clock.now())
     decider = decider_for(workspace, decisions=decisions, clock=clock)
     browser(workspace, "b1")
     request = DecideRequest({"anonymous_id": "b1"}, HERO)

@@ -197,7 +197,7 @@ def test_a_killed_rejected_batch_stores_none_of_its_items(postgres: Postgres) ->
         killing_what_waits_for(
             postgres.schema,
             "INSERT INTO rejected (source, message_id, received_at, reason, errors, event, "
-            "identities) VALUES ('web', 'm2', '', 'invalid', '[]', '{}', '{}')",
+            "identities, last_seen) VALUES ('web', 'm2', '', 'invalid', '[]', '{}', '{}', '')",
         ),
         pytest.raises(Unavailable),
     ):
@@ -239,6 +239,7 @@ def test_a_reopened_workspace_keeps_every_store_and_migrates_nothing(postgres: P
             ("decisions", 1),
             ("definitions", 1),
             ("rejected", 1),
+            ("rejected", 2),
         ]
     finally:
         again.close()

@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from touchpoint.collect.events import IncomingEvent
-from touchpoint.demo.engagement import decide_body, reactions
+from touchpoint.core.identity_verification import user_hash
+from touchpoint.demo.engagement import decide_body, reactions, sign_message
 
 DECISION: dict[str, Any] = {
     "decision_id": "dec_1",
@@ -28,6 +29,22 @@ def test_decide_body_names_the_person_and_the_placements() -> None:
     body = decide_body("user_id", "u1", ("home_hero", "cart_banner"), "/c/tents")
     assert body["user_id"] == "u1" and body["placements"] == ["home_hero", "cart_banner"]
     assert body["context"]["page"]["path"] == "/c/tents"
+
+
+def test_the_shop_backend_signs_user_ids_for_decisions_and_events() -> None:
+    secret = "demo-identity-secret-0123"
+    body = decide_body("user_id", "u1", ("home_hero",), secret=secret)
+    assert body["user_hash"] == user_hash(secret, "u1")
+    assert "user_hash" not in decide_body("anonymous_id", "a1", ("home_hero",), secret=secret)
+    message = {"type": "track", "userId": "u1", "context": {"page": {"path": "/"}}}
+    signed_message = sign_message(message, secret)
+    assert signed_message["context"] == {
+        "page": {"path": "/"},
+        "user_hash": user_hash(secret, "u1"),
+    }
+    assert "user_hash" not in message["context"]  # a copy, the original untouched
+    anonymous = {"type": "track", "anonymousId": "a1"}
+    assert sign_message(anonymous, secret) is anonymous
 
 
 def test_every_shown_placement_is_viewed_and_every_event_names_the_decision() -> None:

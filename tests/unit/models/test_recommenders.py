@@ -223,6 +223,41 @@ def test_save_then_load_answers_identically(
 
 
 @pytest.mark.parametrize("name", list(FACTORIES))
+def test_a_forgotten_person_is_served_as_a_stranger_and_saved_nowhere(
+    name: str, interactions: Interactions, tmp_path: Path
+) -> None:
+    model = fitted(name, interactions)
+    before = answers(model)
+    assert model.forget(["pa3", "never-seen"]) == 1
+    assert model.forget(["pa3"]) == 0
+    others = {person: picks for person, picks in before.items() if person != "pa3"}
+    assert_same_picks({person: answers(model)[person] for person in others}, others)
+    assert model.recommend("pa3", 4) == model.recommend("stranger", 4)
+    model.save(tmp_path / "model")
+    for path in (p for p in tmp_path.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        if path.suffix == ".npz":
+            with np.load(path) as arrays:
+                data += b"".join(arrays[key].tobytes() for key in arrays.files)
+        for encoding in ("utf-8", "utf-32-le"):
+            assert "pa3".encode(encoding) not in data, (path, encoding)
+    loaded = load_recommender(tmp_path / "model")
+    assert_same_picks({person: answers(loaded)[person] for person in others}, others)
+
+
+def assert_same_picks(
+    found: dict[str, list[tuple[str, float]]], expected: dict[str, list[tuple[str, float]]]
+) -> None:
+    """The same items in the same order, the same scores up to float rounding (a matrix
+    of other rows multiplies in another order)."""
+    assert found.keys() == expected.keys()
+    for person, picks in expected.items():
+        assert [item for item, _ in found[person]] == [item for item, _ in picks], person
+        scores = [score for _, score in found[person]]
+        assert np.allclose(scores, [score for _, score in picks], rtol=1e-5), person
+
+
+@pytest.mark.parametrize("name", list(FACTORIES))
 def test_no_interactions_is_not_enough_data(name: str) -> None:
     empty = Interactions.from_frame(pd.DataFrame({"person_id": [], "item_id": []}))
     with pytest.raises(NotEnoughData):

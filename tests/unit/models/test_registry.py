@@ -127,3 +127,24 @@ def test_names_and_versions_are_checked(registry: ModelRegistry) -> None:
         registry.versions("../etc")
     with pytest.raises(NotFound):
         registry.get("propensity", 9)
+
+
+def test_a_rewrite_replaces_the_artifact_and_keeps_the_version(registry: ModelRegistry) -> None:
+    first = registry.register(version(0.7), saver('"one"'))
+    registry.promote("propensity", first.version)
+    directory = registry.path("propensity", 1)
+    (directory / "sample.parquet").write_bytes(b"kept")
+
+    def rewrite(current: Path, staging: Path) -> bool:
+        assert load(current) == "one"
+        (staging / "weights.json").write_text('"one, forgetting"')
+        return True
+
+    assert registry.rewrite("propensity", 1, rewrite) is True
+    assert load(directory) == "one, forgetting"
+    assert (directory / "sample.parquet").read_bytes() == b"kept"
+    assert registry.get("propensity", 1).status == "promoted"
+    assert registry.current("propensity") == registry.get("propensity", 1)
+    assert sorted(p.name for p in directory.parent.iterdir() if p.name.startswith(".")) == [".lock"]
+    assert registry.rewrite("propensity", 1, lambda current, staging: False) is False
+    assert load(directory) == "one, forgetting"

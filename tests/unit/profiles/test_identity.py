@@ -13,6 +13,7 @@ import pytest
 from touchpoint.collect.pii import IdentityHasher
 from touchpoint.core.config import IdentityConfig, IdentityKind
 from touchpoint.core.errors import NotFound
+from touchpoint.core.identity_verification import IDENTITY_VERIFIED
 from touchpoint.profiles.identity import IdentityResolver, Resolution
 from touchpoint.profiles.model import Identity, Profile
 from touchpoint.profiles.sqlite import SqliteProfileStore
@@ -162,6 +163,26 @@ def test_alias_previous_id_candidates(resolver: IdentityResolver) -> None:
     event = {"type": "alias", "userId": "u2", "previousId": "old"}
     assert resolver.previous_identities(event) == [user("old"), anon("old")]
     assert resolver.previous_identities({"type": "track", "previousId": "old"}) == []
+
+
+def test_a_verified_event_links_only_its_device_and_its_signed_user_id(
+    resolver: IdentityResolver,
+) -> None:
+    # The collector marks events of a source that verifies identities: an email a browser
+    # typed, or a previous user id nobody signed, must not link its device to that person.
+    event: dict[str, Any] = {
+        "type": "identify",
+        "anonymousId": "anon-1",
+        "userId": "u1",
+        "traits": {"email": hashed_email("a@x.com")},
+        "context": {"traits": {"email": hashed_email("b@x.com")}},
+        IDENTITY_VERIFIED: True,
+    }
+    assert resolver.extract(event) == [user("u1"), anon("anon-1")]
+    alias = {"type": "alias", "userId": "u2", "previousId": "old", IDENTITY_VERIFIED: True}
+    assert resolver.previous_identities(alias) == [anon("old")]
+    # Only the collector's own `true` counts.
+    assert resolver.extract({**event, IDENTITY_VERIFIED: "yes"})[1] == email("a@x.com")
 
 
 def test_identity_for_lookup_hashes_pii_and_refuses_unknown_kinds(

@@ -1,9 +1,12 @@
 """Segment's HTTP Tracking API: `/v1/batch` and the single-event endpoints.
 
 Handlers read the body within its size limit, undo gzip, parse JSON, find the
-source from the write key and have the collector prepare the messages, then
-commit them on the threadpool (the durable append blocks until the log's group
-commit). The reply is sent only after the commit.
+source from the write key, admit the request under the source's rate limit
+(429 with `Retry-After` beyond it) and have the collector prepare the messages,
+then commit them on the threadpool (the durable append blocks until the log's
+group commit). The reply is sent only after the commit. Every bound is applied
+to what the client can make us do, not to what it sent: the body's size after
+gzip, the number of events in a batch, the problems listed in the reply.
 
 Where preparing runs is a measured choice. It is CPU work that holds the GIL
 wherever it runs, so a worker thread adds no parallelism, only contention: one
@@ -18,6 +21,8 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -30,6 +35,7 @@ from touchpoint.api.responses import OrjsonResponse
 from touchpoint.collect.events import plausible_time
 from touchpoint.collect.ingest import CollectResult, PreparedBatch
 from touchpoint.core.clock import parse_timestamp
+from touchpoint.core.config import SourceConfig
 from touchpoint.core.errors import BadRequest, PayloadTooLarge
 from touchpoint.runtime import Workspace
 
@@ -78,10 +84,20 @@ def parse_json(body: bytes) -> Any:
         raise BadRequest(f"the body is not valid JSON: {error}") from None
 
 
-def _prepare(
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    """A request read and checked at the batch level: whose, and what to prepare."""
+
+    source: SourceConfig
+    messages: list[Any]
+    sent_at: datetime | None
+    context: dict[str, Any] | None
+
+
+def _parsed(
     request: Request, workspace: Workspace, body: dict[str, Any], messages: list[Any]
-) -> PreparedBatch:
-    """Find the source, check the batch-level fields and prepare the messages."""
+) -> _Parsed:
+    """Find the source and check the batch-level fields."""
     source = source_for_key(workspace, basic_user(request) or _body_key(body))
     sent_at = None
     if body.get("sentAt") is not None:
@@ -96,34 +112,56 @@ def _prepare(
     context = body.get("context")
     if context is not None and not isinstance(context, dict):
         raise BadRequest("context: must be an object", details={"field": "context"})
-    return workspace.collector.prepare(source, messages, sent_at=sent_at, batch_context=context)
+    return _Parsed(source, messages, sent_at, context)
 
 
-def _prepare_batch(request: Request, workspace: Workspace, raw: bytes) -> PreparedBatch:
+def _parse_batch(request: Request, workspace: Workspace, raw: bytes) -> _Parsed:
     body = parse_json(raw)
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object with a `batch` list")
     messages = body.get("batch")
     if not isinstance(messages, list):
         raise BadRequest("batch: must be a list of events", details={"field": "batch"})
-    return _prepare(request, workspace, body, messages)
+    limit = workspace.settings.config.collect.max_batch_events
+    if len(messages) > limit:
+        raise PayloadTooLarge(
+            f"batch: {len(messages)} events; the limit is {limit} per request",
+            details={"field": "batch"},
+        )
+    return _parsed(request, workspace, body, messages)
 
 
-def _prepare_single(request: Request, workspace: Workspace, raw: bytes, kind: str) -> PreparedBatch:
+def _parse_single(request: Request, workspace: Workspace, raw: bytes, kind: str) -> _Parsed:
     body = parse_json(raw)
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object (one event)")
     message = {key: value for key, value in body.items() if key != "writeKey"}
     message["type"] = kind
-    return _prepare(request, workspace, body, [message])
+    return _parsed(request, workspace, body, [message])
 
 
 async def _collect(
-    workspace: Workspace, raw: bytes, prepare: Callable[[], PreparedBatch]
+    workspace: Workspace, raw: bytes, parse: Callable[[], _Parsed]
 ) -> OrjsonResponse:
-    """`prepare()` on the loop or, for a large body, on the threadpool; then commit."""
+    """Parse, admit under the source's rate limit, prepare and commit. Parsing and
+    preparing run on the loop or, for a large body, on the threadpool; a Redis-backed rate
+    limiter (a round trip) always on the threadpool. A refused request costs no more than
+    its parse."""
     collector = workspace.collector
-    if len(raw) <= INLINE_BODY_BYTES:
+    inline = len(raw) <= INLINE_BODY_BYTES
+    parsed = parse() if inline else await run_in_threadpool(parse)
+    limiter = workspace.rate_limiter
+    if limiter.local:
+        limiter.admit(parsed.source, len(parsed.messages))
+    else:
+        await run_in_threadpool(limiter.admit, parsed.source, len(parsed.messages))
+
+    def prepare() -> PreparedBatch:
+        return collector.prepare(
+            parsed.source, parsed.messages, sent_at=parsed.sent_at, batch_context=parsed.context
+        )
+
+    if inline:
         prepared = prepare()
         result = await run_in_threadpool(collector.commit, prepared)
     else:
@@ -152,16 +190,14 @@ def _response(result: CollectResult) -> OrjsonResponse:
 async def batch(request: Request, workspace: WorkspaceDep) -> OrjsonResponse:
     limit = workspace.settings.config.collect.max_batch_bytes
     raw = await read_body(request, limit)
-    return await _collect(workspace, raw, lambda: _prepare_batch(request, workspace, raw))
+    return await _collect(workspace, raw, lambda: _parse_batch(request, workspace, raw))
 
 
 def _single(kind: str) -> Any:
     async def endpoint(request: Request, workspace: WorkspaceDep) -> OrjsonResponse:
         limit = workspace.settings.config.collect.max_event_bytes
         raw = await read_body(request, limit)
-        return await _collect(
-            workspace, raw, lambda: _prepare_single(request, workspace, raw, kind)
-        )
+        return await _collect(workspace, raw, lambda: _parse_single(request, workspace, raw, kind))
 
     endpoint.__name__ = kind
     return endpoint

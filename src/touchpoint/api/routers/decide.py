@@ -1,9 +1,11 @@
 """The decide API: `POST /v1/decide`, and the placements it can fill.
 
-`POST /v1/decide` takes the secret key (a server asking), or the write key of a
-source that allows client-side decisions (a web page asking, with the key it
-already ships). It answers with one decision id and, per placement, the
-content, its payload and rendered HTML, the reason and the policy.
+`POST /v1/decide` takes the secret key (a server asking, by any identifier), or
+the write key of a source that allows client-side decisions (a web page asking,
+with the key it already ships, for its own device or for a user id its backend
+signed: `decide/client.py`). It answers with one decision id and, per placement,
+the content, its payload and rendered HTML, the reason and the policy; the
+profile id only to the secret key.
 
 Where the work runs is a measured choice: the whole decision (a few indexed
 point reads, compiled conditions, a Liquid render or a remembered one, one short
@@ -33,7 +35,10 @@ from fastapi import APIRouter, Request
 from touchpoint.api.deps import AdminKey, WorkspaceDep, basic_user, read_stores
 from touchpoint.api.responses import OrjsonResponse
 from touchpoint.api.routers.collect import parse_json, read_body
+from touchpoint.core.config import SourceConfig
 from touchpoint.core.errors import BadRequest, Forbidden, InvalidInput, Unauthorized
+from touchpoint.core.identity_verification import USER_HASH_FIELD
+from touchpoint.decide.client import check_client_identities
 from touchpoint.decide.engine import DecideRequest
 from touchpoint.runtime import Workspace
 
@@ -41,21 +46,21 @@ router = APIRouter(tags=["decide"])
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_PLACEMENTS = 20
-_RESERVED = frozenset({"context", "placements"})
+_RESERVED = frozenset({"context", "placements", USER_HASH_FIELD})
 
 
-def authorize_decide(request: Request, workspace: Workspace) -> str:
+def authorize_decide(request: Request, workspace: Workspace) -> SourceConfig | None:
     """Who may decide: the secret key (`Bearer`), or a write key (Basic user name, as the
     Segment SDKs send it, or `Bearer`) of a source with `allow_client_decisions`. Returns
-    the caller (`secret` or `source:<name>`); 401 for no or an unknown key, 403 for a
-    source that does not allow client-side decisions."""
+    None for the secret key, else the write key's source; 401 for no or an unknown key,
+    403 for a source that does not allow client-side decisions."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     key: str | None
     if scheme.lower() == "bearer":
         key = token.strip() or None
         if key is not None and secrets.compare_digest(key, workspace.settings.secret_key):
-            return "secret"
+            return None
     else:
         key = basic_user(request)
     if not key:
@@ -72,7 +77,7 @@ def authorize_decide(request: Request, workspace: Workspace) -> str:
             "`allow_client_decisions: true` on it, or decide from a server with the secret key",
             details={"source": source.name},
         )
-    return f"source:{source.name}"
+    return source
 
 
 def parse_decide_body(body: Any, identity_kinds: tuple[str, ...]) -> DecideRequest:
@@ -130,12 +135,18 @@ async def decide(request: Request) -> OrjsonResponse:
     # The workspace is read from the app state rather than through a dependency: on a route
     # this hot, FastAPI's dependency resolution is a measurable share of the request.
     workspace: Workspace = request.app.state.workspace
-    authorize_decide(request, workspace)
+    source = authorize_decide(request, workspace)
     raw = await read_body(request, MAX_BODY_BYTES)
     decider = workspace.decider
-    parsed = parse_decide_body(parse_json(raw), decider.identity_kinds)
+    body = parse_json(raw)
+    parsed = parse_decide_body(body, decider.identity_kinds)
+    if source is not None:  # a write key: its device, or a signed user id (decide/client.py)
+        kinds = workspace.settings.config.identity.kinds
+        check_client_identities(source, kinds, parsed.identities, body.get(USER_HASH_FIELD))
     decision = await read_stores(workspace, lambda: decider.decide(parsed))
-    return OrjsonResponse(decision.to_dict())
+    # The profile id is for servers: a page has no use for it, and it would tell apart a
+    # known person from a stranger.
+    return OrjsonResponse(decision.to_dict(with_profile_id=source is None))
 
 
 @router.get("/v1/placements", summary="Placements with their content", dependencies=[AdminKey])

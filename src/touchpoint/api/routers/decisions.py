@@ -99,12 +99,18 @@ def _moment(parameter: str, text: str | None, now: datetime, default: datetime) 
     return moment
 
 
+# Outcomes arrive as events sent with a public write key, so one decision may gather any
+# number of them: the reply lists the first ones (oldest first) with the total.
+LISTED_OUTCOMES = 100
+
+
 @router.get("/v1/decisions/{decision_id}", summary="A decision with its outcomes")
 def get_decision(decision_id: str, workspace: WorkspaceDep) -> dict[str, Any]:
     records = workspace.decisions.get(decision_id)
     if not records:
         raise NotFound(f"no decision {decision_id!r}", details={"decision_id": decision_id})
     first = records[0]
+    outcomes = workspace.decisions.outcomes(decision_id)
     return {
         "decision_id": decision_id,
         "profile_id": first.profile_id,
@@ -112,7 +118,8 @@ def get_decision(decision_id: str, workspace: WorkspaceDep) -> dict[str, Any]:
         "at": first.at,
         "definitions_version": first.definitions_version,
         "placements": [_placement(record) for record in records],
-        "outcomes": [_outcome(item) for item in workspace.decisions.outcomes(decision_id)],
+        "outcomes_count": len(outcomes),
+        "outcomes": [_outcome(item) for item in outcomes[:LISTED_OUTCOMES]],
     }
 
 

@@ -4,7 +4,9 @@
 (`touchpoint demo` turns it on). The page is plain HTML and vanilla JavaScript
 served from the `touchpoint.demo` package: it asks `POST /v1/decide` for its
 placements with the write key of a source that allows client-side decisions,
-and sends `Decision Viewed` / `Decision Clicked` through `/v1/batch`. Write keys
+and sends `Decision Viewed` / `Decision Clicked` through `/v1/batch`; for a
+visitor named by user id it sends the `user_hash` `/demo/visitors.json` gives it,
+as a real shop's backend would for its signed-in visitor. Write keys
 are public (they ship in web pages), so the router writes that key into the
 page, as JSON inside a non-executed `<script type="application/json">`, escaped
 so no value can close the element. A Content-Security-Policy allows scripts from
@@ -22,7 +24,9 @@ from fastapi import APIRouter, Response
 from fastapi.responses import HTMLResponse
 
 from touchpoint.api.deps import WorkspaceDep
+from touchpoint.core.config import SourceConfig
 from touchpoint.core.errors import NotFound
+from touchpoint.core.identity_verification import USER_HASH_FIELD, user_hash
 from touchpoint.demo.showcase import VISITORS_FILE
 from touchpoint.runtime import Workspace
 
@@ -54,11 +58,18 @@ def script_json(data: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
+def client_source(workspace: Workspace) -> SourceConfig | None:
+    """The first source whose write key may decide (the page's), if any."""
+    return next(
+        (item for item in workspace.settings.config.sources if item.allow_client_decisions), None
+    )
+
+
 def page_config(workspace: Workspace) -> dict[str, Any]:
     """What the page needs before it loads anything: a write key that may decide (None when
     no source allows client-side decisions), the workspace and its placement names."""
     config = workspace.settings.config
-    source = next((item for item in config.sources if item.allow_client_decisions), None)
+    source = client_source(workspace)
     return {
         "workspace": config.workspace,
         "writeKey": source.write_key if source is not None else None,
@@ -83,13 +94,25 @@ async def storefront_script() -> Response:
 @router.get("/demo/visitors.json")
 async def visitors(workspace: WorkspaceDep) -> Response:
     """The simulated visitors the demo wrote to `<data_dir>/demo-visitors.json`; 404 before
-    `touchpoint demo` has written it."""
+    `touchpoint demo` has written it.
+
+    This route plays the shop's backend: a visitor named by user id gets the `user_hash` the
+    backend of a real shop computes for its signed-in visitor (HMAC of the user id under
+    the page source's identity secret), so the page may decide and send events for them.
+    """
     path = workspace.settings.data_dir / VISITORS_FILE
     try:
-        body = path.read_bytes()
+        document = json.loads(path.read_bytes())
     except FileNotFoundError:
         raise NotFound(
             "no simulated visitors yet: `touchpoint demo` writes them",
             details={"file": VISITORS_FILE},
         ) from None
-    return Response(body, media_type="application/json", headers={"cache-control": "no-store"})
+    source = client_source(workspace)
+    secret = source.identity_verification.secret if source is not None else None
+    for visitor in document.get("visitors") or ():
+        if secret is not None and isinstance(visitor, dict) and visitor.get("kind") == "user_id":
+            visitor[USER_HASH_FIELD] = user_hash(secret, str(visitor.get("value")))
+    return Response(
+        json.dumps(document), media_type="application/json", headers={"cache-control": "no-store"}
+    )

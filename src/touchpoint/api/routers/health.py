@@ -14,15 +14,24 @@ from touchpoint.api.responses import OrjsonResponse
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", summary="Liveness and the processor's lag")
-async def healthz(workspace: WorkspaceDep) -> dict[str, Any]:
-    lag = workspace.log.lag(workspace.processor.group)
-    return {
-        "status": "ok",
+@router.get("/healthz", summary="Health: the processor's state and lag (503 while it fails)")
+async def healthz(workspace: WorkspaceDep) -> OrjsonResponse:
+    """200 while this process can do its work; 503 (`status: failing`, with the reason)
+    while its stream processor fails (a store full or unreachable), so a load balancer or
+    an orchestrator can act on it. It turns 200 again by itself once the cause is gone."""
+    processor = workspace.processor
+    lag = workspace.log.lag(processor.group)
+    failing = processor.failing
+    body: dict[str, Any] = {
+        "status": "failing" if failing else "ok",
         "workspace": workspace.settings.config.workspace,
-        "processor": "running" if workspace.processor.running else "stopped",
+        "processor": "failing" if failing else "running" if processor.running else "stopped",
         "lag": sum(lag.values()),
     }
+    if failing:
+        body["error"] = processor.failure
+        body["failing_since"] = processor.failing_since
+    return OrjsonResponse(body, status_code=503 if failing else 200)
 
 
 @router.get("/metrics", summary="Prometheus metrics")

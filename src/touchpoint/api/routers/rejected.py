@@ -41,6 +41,8 @@ def list_rejected(
                 "source": item.source,
                 "messageId": item.message_id,
                 "received_at": item.received_at,
+                "last_seen": item.last_seen,
+                "occurrences": item.occurrences,
                 "reason": item.reason,
                 "errors": item.errors,
                 "event": item.event,

@@ -14,7 +14,7 @@ normal equations ALS uses (confidence = alpha * weight).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -120,6 +120,10 @@ class ImplicitALS(ScoringRecommender):
             "alpha": self.alpha,
             "seed": self.seed,
         }
+
+    def _forget_rows(self, keep: npt.NDArray[np.bool_], people: Collection[str]) -> None:
+        if len(keep) == len(self._person_factors):
+            self._person_factors = self._person_factors[keep]
 
     def _arrays(self) -> dict[str, npt.NDArray[Any]]:
         return {"person_factors": self._person_factors, "item_factors": self._item_factors}

@@ -11,6 +11,8 @@ and the evaluation harness treat them alike (River's uniform verbs).
   unknown at fit time is recommended to from `recent` alone where the model can).
 - `recommend_many(people, k)`: the same for many people at once (batch scoring).
 - `similar(item, k)`: items like one item, best first, the item itself excluded.
+- `forget(people)`: drop these people from what the model keeps (erasure); how many it
+  knew. It then answers for them as for people it never saw.
 - `save(directory)` / `load(directory)`: the model as plain files (JSON and `.npz`, never
   pickle), so the registry can keep versions and a loaded model answers as the saved one.
 """
@@ -60,6 +62,8 @@ class Recommender(Protocol):
     def recommend_many(self, people: Sequence[str], k: int) -> dict[str, list[Scored]]: ...
 
     def similar(self, item: str, k: int) -> list[Scored]: ...
+
+    def forget(self, people: Collection[str]) -> int: ...
 
     def save(self, directory: Path) -> None: ...
 

@@ -14,11 +14,12 @@ co-occurrence window follows the order of the rows.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
+import numpy.typing as npt
 
 from touchpoint.core.errors import InvalidInput
 from touchpoint.models.recommend.cooccurrence import CoOccurrence
@@ -120,6 +121,10 @@ class Blend(ScoringRecommender):
             row = member._similarity(position)[None, :]
             total += weight * standardized(row)[0]
         return total
+
+    def _forget_rows(self, keep: npt.NDArray[np.bool_], people: Collection[str]) -> None:
+        for member, _ in self.members:
+            member.forget(people)
 
     def _params(self) -> dict[str, Any]:
         return {"seed": self.seed}

@@ -14,7 +14,7 @@ person unknown at fit time but present in `groups` gets their group's picks.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -127,6 +127,14 @@ class MostPopular(ScoringRecommender):
             "group_prior": self.group_prior,
             "seed": self.seed,
         }
+
+    def forget(self, people: Collection[str]) -> int:
+        """See `ScoringRecommender.forget`; their group is forgotten too, even for people
+        given a group but absent from training."""
+        wanted = set(people)
+        grouped = sum(1 for person in self._groups if person in wanted)
+        self._groups = {p: g for p, g in self._groups.items() if p not in wanted}
+        return max(super().forget(wanted), grouped)
 
     def _arrays(self) -> dict[str, npt.NDArray[Any]]:
         members = sorted(self._groups)

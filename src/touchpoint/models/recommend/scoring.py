@@ -197,6 +197,11 @@ class ScoringRecommender:
     def _restore(self, arrays: dict[str, npt.NDArray[Any]]) -> None:
         return None
 
+    def _forget_rows(self, keep: npt.NDArray[np.bool_], people: Collection[str]) -> None:
+        """Drop the state kept per training person: `keep` flags the rows that stay (of
+        the people before `forget`), `people` are the ids forgotten. None by default."""
+        return None
+
     def _model_file_extra(self) -> dict[str, Any]:
         """More keys for `model.json` (e.g. where a composite keeps its parts)."""
         return {}
@@ -233,6 +238,23 @@ class ScoringRecommender:
         self._fit(interactions, matrix, items)
         logger.info("%s fitted: %d people x %d items", self.name, *matrix.shape)
         return self
+
+    def forget(self, people: Collection[str]) -> int:
+        """Remove these people from what the model keeps (erasure): their id, their row of
+        training history and any state of their own (a person vector, a group); how many
+        it knew. They are then served as people it never saw. Item statistics learned from
+        everyone (popularity, item-item tables, item vectors) stay: they name no one, and
+        the next training, on data without the person, replaces them."""
+        wanted = set(people)
+        positions = [index for person, index in self._person_positions.items() if person in wanted]
+        keep = np.ones(len(self._people), dtype=bool)
+        keep[positions] = False
+        if positions:
+            self._people = self._people[keep]
+            self._history = self._fitted_history()[keep]
+            self._index_vocabularies()
+        self._forget_rows(keep, wanted)
+        return len(positions)
 
     def _index_vocabularies(self) -> None:
         self._person_positions = {person: index for index, person in enumerate(self._people)}

@@ -129,6 +129,14 @@ class SessionRerank:
         """`similarity`'s neighbours of an item."""
         return self.similarity.similar(item, k)
 
+    def forget(self, people: Collection[str]) -> int:
+        """Forget these people in the base model (and the similarity model, if another);
+        how many the base knew (see `ScoringRecommender.forget`)."""
+        forgotten = self.base.forget(people)
+        if self.similarity is not self.base:
+            self.similarity.forget(people)
+        return forgotten
+
     def save(self, directory: Path) -> None:
         """`model.json` with the re-rank's parameters; `base/` (and `similarity/` when it is
         a different model) saved by their own `save`."""
