@@ -2,8 +2,9 @@
 
 Per message: size limit, validation against the Segment spec, normalization,
 identity verification (a source that requires it rejects a `userId` without its
-valid `context.user_hash`), the tracking plan (enforce rejects, flag marks), PII
-hashing, routing key. The
+valid `context.user_hash`), the tracking plan (enforce rejects, flag marks), the
+privacy policy (PII hashed, IP addresses truncated, look-alike emails refused:
+collect.privacy), routing key. The
 good ones are appended to the log in one call (durable, deduplicated on
 `messageId`), the bad ones stored in the rejected store with their reasons;
 only then does `collect` return, so a 200 built from its result means nothing
@@ -31,11 +32,12 @@ from touchpoint.collect.events import (
     normalize_fields,
     validate_event,
 )
-from touchpoint.collect.pii import IdentityHasher, identifier_text, normalize
+from touchpoint.collect.pii import IdentityHasher
 from touchpoint.collect.plan import TrackingPlan
+from touchpoint.collect.privacy import PrivacyPolicy
 from touchpoint.collect.rejected import NewRejected, RejectedStore
 from touchpoint.core.clock import isoformat, utcnow
-from touchpoint.core.config import IdentityKind, SourceConfig, TouchpointConfig
+from touchpoint.core.config import SourceConfig, TouchpointConfig
 from touchpoint.core.errors import TouchpointError, Unavailable
 from touchpoint.core.identity_verification import (
     IDENTITY_VERIFIED,
@@ -121,37 +123,6 @@ class _Request:
     context: dict[str, Any] | None
 
 
-class PiiHasher:
-    """Replaces the values of PII identity kinds in an event by their keyed hashes."""
-
-    def __init__(self, kinds: Sequence[IdentityKind], hasher: IdentityHasher) -> None:
-        self._hasher = hasher
-        # (kind, keys down to the parent dict, key of the value): split once, not per event
-        self._targets: list[tuple[IdentityKind, tuple[str, ...], str]] = []
-        for kind in kinds:
-            if not kind.pii:
-                continue
-            path = tuple(kind.source.split("."))
-            paths = [path]
-            if path[0] == "traits":
-                paths.append(("context", *path))
-            self._targets += [(kind, path[:-1], path[-1]) for path in paths]
-
-    def apply(self, event: dict[str, Any]) -> None:
-        """Hash in place; values already hashed are left alone (replays stay stable)."""
-        for kind, parents, leaf in self._targets:
-            parent: Any = event
-            for part in parents:
-                parent = parent.get(part) if isinstance(parent, dict) else None
-            if not isinstance(parent, dict) or leaf not in parent:
-                continue
-            text = identifier_text(parent[leaf])
-            if text is None:
-                del parent[leaf]
-            elif not self._hasher.is_hashed(text):
-                parent[leaf] = self._hasher.hash(kind.name, normalize(text, kind.normalize))
-
-
 class Collector:
     """Turns requests of raw messages into logged events and rejected-store entries."""
 
@@ -168,7 +139,7 @@ class Collector:
         self._log = log
         self._rejected = rejected
         self._plan = TrackingPlan(config.tracking_plan)
-        self._pii = PiiHasher(config.identity.kinds, hasher)
+        self._privacy = PrivacyPolicy(config, hasher)
         self._max_event_bytes = config.collect.max_event_bytes
         self._metrics = metrics
         self._clock = clock
@@ -308,14 +279,16 @@ class Collector:
                 if mode == "enforce":
                     return None, problem
                 stored["violations"] = [f"{item['field']}: {item['reason']}" for item in violations]
-        self._pii.apply(stored)
+        unusable = self._privacy.apply(stored)  # identifiers refused (look-alike emails)
+        if unusable:
+            return None, EventProblem(index, stored["messageId"], "invalid", unusable)
         return stored, problem
 
     def _rejection(self, request: _Request, message: Any, problem: EventProblem) -> NewRejected:
         event = message
         if isinstance(message, dict):
             event = orjson.loads(orjson.dumps(message))  # a private copy to hash PII in
-            self._pii.apply(event)
+            self._privacy.apply(event, lenient=True)
         return NewRejected(
             source=request.source.name,
             message_id=problem.message_id,

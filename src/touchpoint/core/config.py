@@ -26,9 +26,11 @@ from touchpoint.core.definitions import (
     check_definitions,
 )
 from touchpoint.core.errors import DefinitionError, format_location
+from touchpoint.core.privacy import BUILTIN_AS, PrivacyConfig, parse_path
 
 DEFAULT_DATA_DIR = "./touchpoint-data"
 DEFAULT_SOURCE = "default"
+PRIVACY_SOURCE_ROOTS = ("traits.", "properties.", "context.")
 ITEM_PROPERTIES = ("product_id", "item_id", "sku")
 
 
@@ -144,6 +146,16 @@ class IdentityKind(_Model):
     limit: int | None = Field(default=None, ge=1)
     pii: bool = False
     normalize: Literal["none", "lower", "email", "phone"] = "none"
+
+
+def identity_paths(source: str) -> list[tuple[str, ...]]:
+    """Where in an event an identity kind's values are: its source as path segments, and
+    for a trait also `context.traits.<name>` (SDKs copy traits there on track events).
+    Empty for `user_id` / `anonymous_id`."""
+    if not source.startswith(PRIVACY_SOURCE_ROOTS):
+        return []
+    path = tuple(source.split("."))
+    return [path, ("context", *path)] if path[0] == "traits" else [path]
 
 
 def _default_identity_kinds() -> list[IdentityKind]:
@@ -472,6 +484,7 @@ class TouchpointConfig(_Model):
     warehouse: WarehouseConfig = Field(default_factory=WarehouseConfig)
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     consent: ConsentConfig = Field(default_factory=ConsentConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
     placements: list[PlacementConfig] = Field(default_factory=list)
     content: list[ContentConfig] = Field(default_factory=list)
 
@@ -490,7 +503,29 @@ class TouchpointConfig(_Model):
             raise ValueError("sources: write keys must be unique")
         self._bursts_fit_a_batch()
         self.definitions()  # cross-references between placements and content
+        self._check_privacy()
         return self
+
+    def _check_privacy(self) -> None:
+        """A privacy rule may not name an identity kind's source (the kind's `pii` decides
+        there) and hashes `as` a declared kind or a built-in normalization."""
+        kinds = {kind.name for kind in self.identity.kinds}
+        sources: dict[tuple[str, ...], str] = {}
+        for kind in self.identity.kinds:
+            for path in identity_paths(kind.source):
+                sources[path] = kind.name
+        for index, rule in enumerate(self.privacy.paths):
+            owner = sources.get(parse_path(rule.path))
+            if owner is not None:
+                raise ValueError(
+                    f"privacy.paths[{index}]: {rule.path} is the source of identity kind "
+                    f"{owner}; set the kind's `pii` instead"
+                )
+            if rule.as_kind is not None and rule.as_kind not in (*kinds, *BUILTIN_AS):
+                raise ValueError(
+                    f"privacy.paths[{index}].as: {rule.as_kind!r} is neither an identity kind "
+                    f"nor one of {', '.join(BUILTIN_AS)}"
+                )
 
     def _bursts_fit_a_batch(self) -> None:
         """A full batch must be able to pass each events limit, or it never would."""

@@ -27,10 +27,10 @@ from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from touchpoint.collect.pii import IdentityHasher, identifier_text, normalize
+from touchpoint.collect.pii import IdentifierRefused, IdentityHasher, identifier_text, normalize
 from touchpoint.core.clock import new_id
 from touchpoint.core.config import IdentityConfig, IdentityKind
-from touchpoint.core.errors import NotFound
+from touchpoint.core.errors import InvalidInput, NotFound
 from touchpoint.core.identity_verification import IDENTITY_VERIFIED
 from touchpoint.profiles.model import Identity, Profile
 from touchpoint.profiles.store import ProfileWriter
@@ -182,22 +182,33 @@ class IdentityResolver:
                 logger.warning("dropped an unhashed value of PII identity kind %s", kind.name)
                 return None
             return Identity(kind.name, text)
-        value = normalize(text, kind.normalize)
+        try:
+            value = normalize(text, kind.normalize)
+        except IdentifierRefused:
+            # The collector refuses these; one logged before that rule is never resolved.
+            logger.warning("dropped a refused value of identity kind %s", kind.name)
+            return None
         if not value or value.lower() in self._blocked:
             return None
         return Identity(kind.name, value)
 
     def identity_for_lookup(self, kind: str, raw_value: str, hasher: IdentityHasher) -> Identity:
         """The stored form of an identifier given by a caller (`GET /v1/profiles/email/X@Y.com`):
-        normalized, and hashed for PII kinds. Raises NotFound for an undeclared kind."""
+        normalized, and hashed for PII kinds. Raises NotFound for an undeclared kind and
+        InvalidInput (naming the kind as the field) for a value its normalization refuses."""
         declared = self._by_name.get(kind)
         if declared is None:
             raise NotFound(f"identity kind {kind!r} is not declared")
-        if declared.pii:
-            if IdentityHasher.is_hashed(raw_value):
-                return Identity(kind, raw_value)
-            return Identity(kind, hasher.hash(kind, normalize(raw_value, declared.normalize)))
-        return Identity(kind, normalize(raw_value, declared.normalize))
+        if declared.pii and IdentityHasher.is_hashed(raw_value):
+            return Identity(kind, raw_value)
+        try:
+            value = normalize(raw_value, declared.normalize)
+        except IdentifierRefused as refused:
+            # Never a lookup of what the look-alike would fold into: that is someone else.
+            raise InvalidInput(
+                f"{kind}: {refused.reason}", details={"field": kind, "reason": refused.reason}
+            ) from None
+        return Identity(kind, hasher.hash(kind, value) if declared.pii else value)
 
     # -- resolution ---------------------------------------------------------------------------
 

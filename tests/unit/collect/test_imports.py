@@ -161,7 +161,7 @@ def test_typed_and_explicit_mappings(workspace: Workspace, tmp_path: Path) -> No
         "vip": True,
         "shipped_at": "2024-01-03T00:00:00.000Z",
     }
-    assert event["context"]["ip"] == "1.2.3.4"
+    assert event["context"]["ip"] == "1.2.3.0"  # imported like live events: truncated to /24
 
 
 def test_event_option_names_every_row_and_an_event_column_becomes_a_property(
@@ -602,3 +602,20 @@ def test_items_need_an_item_id_column(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="the warehouse is off"):
         workspace_like = type("W", (), {"warehouse": None})()
         import_file(workspace_like, "items", tmp_path / "c.csv")  # type: ignore[arg-type]
+
+
+def test_a_look_alike_email_is_a_bad_row_naming_its_column(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    profiles = write(
+        tmp_path / "crm.csv",
+        "customer_id,email,phone\nu1,Kate@Example.com,0033 6 12 34 56 78\n"
+        "u2,\u212aate@example.com,\n",
+    )
+    result = run(workspace, "profiles", profiles)
+    assert result.imported == 1
+    [bad] = result.bad_rows
+    assert (bad.line, bad.column) == (3, "email")
+    assert "compatibility characters" in bad.reason
+    [event] = logged(workspace)
+    assert event["traits"]["phone"] == workspace.hasher.hash("phone", "+33612345678")

@@ -90,7 +90,7 @@ def test_prepare_builds_records_and_rejections_without_writing() -> None:
     assert [record.key for record in prepared.records] == ["a1", "u", "u", "a1"]
     stored = [orjson.loads(record.payload) for record in prepared.records]
     assert {event["receivedAt"] for event in stored} == {"2026-11-24T12:00:00.123Z"}
-    assert all(event["context"] == {"ip": "1.2.3.4"} for event in stored)
+    assert all(event["context"] == {"ip": "1.2.3.0"} for event in stored)  # truncated /24
     assert stored[1]["traits"]["email"] == HASHER.hash("email", "a@b.c")
     assert [problem.index for problem in prepared.rejected] == [1]
     assert [problem.index for problem in prepared.flagged] == [3]  # revenue is required
@@ -160,7 +160,7 @@ def test_a_source_verifying_identities_rejects_unsigned_user_ids_and_marks_what_
     assert {p.errors[0]["field"] for p in prepared.rejected} == {"context.user_hash"}
     kept = [orjson.loads(record.payload) for record in prepared.records]
     assert [event["identityVerified"] for event in kept] == [True, True]
-    assert kept[1]["context"] == {"ip": "1.2.3.4"}  # the signature is not stored
+    assert kept[1]["context"] == {"ip": "1.2.3.0"}  # the signature is not stored; ip /24
     # A source that opts out (or never lets pages decide) takes them unsigned, unmarked.
     opted_out = site.model_copy(
         update={"identity_verification": IdentityVerificationConfig(secret=secret, events=False)}

@@ -24,14 +24,14 @@ def _profile_id(workspace: Workspace, kind: str, value: str) -> str:
     identity = workspace.resolver.identity_for_lookup(kind, value, workspace.hasher)
     profile_id = workspace.profiles.find(identity)
     if profile_id is None:
-        raise NotFound(f"no profile has {kind} {value!r}", details={"kind": kind})
+        raise NotFound(f"no profile has this {kind}", details={"kind": kind})
     return profile_id
 
 
 def _lookup(workspace: Workspace, kind: str, value: str) -> dict[str, Any]:
     profile = workspace.profiles.get(_profile_id(workspace, kind, value))
     if profile is None:
-        raise NotFound(f"no profile has {kind} {value!r}", details={"kind": kind})
+        raise NotFound(f"no profile has this {kind}", details={"kind": kind})
     document = profile_document(profile, workspace.features, workspace.clock.now())
     document["lineage"] = [
         {
