@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -101,7 +100,7 @@ def test_a_copy_cut_short_before_its_manifest_change_is_redone_once(
 def test_a_trickle_waits_for_enough_rows_or_enough_time(workspace: Workspace) -> None:
     writer = workspace.warehouse_writer
     assert writer is not None
-    now = [time.time() + 5]
+    now = [workspace.clock.time() + 5]
     writer._clock = lambda: now[0]
     writer.flush_rows, writer.flush_interval = 10, 60.0
     collect(workspace, *views("ada", 3))
