@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import secrets
 from collections.abc import Callable
 from typing import Annotated, TypeVar
 
@@ -18,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from touchpoint.core.config import SourceConfig
 from touchpoint.core.errors import Forbidden, Unauthorized
+from touchpoint.core.keys import same_key
 from touchpoint.runtime import Workspace
 
 
@@ -72,7 +72,7 @@ async def require_secret_key(request: Request, workspace: WorkspaceDep) -> None:
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("this route needs the secret key as `Authorization: Bearer <key>`")
-    if secrets.compare_digest(token, workspace.settings.secret_key):
+    if same_key(token, workspace.settings.secret_key):
         return
     if workspace.settings.config.source_by_key(token) is not None:
         raise Forbidden("a write key only sends events; this route needs the secret key")

@@ -10,7 +10,6 @@ at load time with its path, never at the first event.
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,6 +25,7 @@ from touchpoint.core.definitions import (
     check_definitions,
 )
 from touchpoint.core.errors import DefinitionError, format_location
+from touchpoint.core.keys import same_key
 
 DEFAULT_DATA_DIR = "./touchpoint-data"
 DEFAULT_SOURCE = "default"
@@ -448,7 +448,7 @@ class TouchpointConfig(_Model):
 
     def source_by_key(self, write_key: str) -> SourceConfig | None:
         for source in self.sources:
-            if secrets.compare_digest(source.write_key, write_key):
+            if same_key(write_key, source.write_key):
                 return source
         return None
 

@@ -25,7 +25,6 @@ fallback.
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -34,6 +33,7 @@ from touchpoint.api.deps import AdminKey, WorkspaceDep, basic_user, read_stores
 from touchpoint.api.responses import OrjsonResponse
 from touchpoint.api.routers.collect import parse_json, read_body
 from touchpoint.core.errors import BadRequest, Forbidden, InvalidInput, Unauthorized
+from touchpoint.core.keys import same_key
 from touchpoint.decide.engine import DecideRequest
 from touchpoint.runtime import Workspace
 
@@ -54,7 +54,7 @@ def authorize_decide(request: Request, workspace: Workspace) -> str:
     key: str | None
     if scheme.lower() == "bearer":
         key = token.strip() or None
-        if key is not None and secrets.compare_digest(key, workspace.settings.secret_key):
+        if key is not None and same_key(key, workspace.settings.secret_key):
             return "secret"
     else:
         key = basic_user(request)
