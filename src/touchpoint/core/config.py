@@ -366,12 +366,26 @@ class ModelsConfig(_Model):
         return value
 
 
+MAX_EVENT_DEPTH = 128
+"""The deepest nesting `collect.max_depth` may allow: far enough below orjson's 254 levels
+(and SQLite's JSON limit of 1,000) that an accepted event is always readable and exportable,
+with the levels a response wraps around it."""
+
+
 class CollectConfig(_Model):
-    """Collection limits and dedup."""
+    """Collection limits and dedup.
+
+    `max_depth`: how deeply objects and arrays may nest in one event (the event itself is
+    level 1); `max_object_keys` / `max_array_items`: how wide one object or array may be.
+    An event over a limit is rejected naming the path (see `collect.shape`).
+    """
 
     dedup_window: str = "24h"
     max_event_bytes: int = 32 * 1024
     max_batch_bytes: int = 500 * 1024
+    max_depth: int = Field(default=32, ge=2, le=MAX_EVENT_DEPTH)
+    max_object_keys: int = Field(default=1000, ge=1)
+    max_array_items: int = Field(default=1000, ge=1)
 
     @field_validator("dedup_window")
     @classmethod
