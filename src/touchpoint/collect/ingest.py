@@ -300,7 +300,9 @@ class Collector:
                 problem = EventProblem(index, stored["messageId"], "tracking_plan", violations)
                 if mode == "enforce":
                     return None, problem
-                stored["violations"] = [f"{item['field']}: {item['reason']}" for item in violations]
+                stored["violations"] += [
+                    f"{item['field']}: {item['reason']}" for item in violations
+                ]
         self._pii.apply(stored)
         return stored, problem
 
