@@ -156,3 +156,21 @@ def test_a_body_nested_past_the_parser_limit_is_a_400(client: TestClient) -> Non
     response = post_batch(client, deep_event("deepest", 2000))
     assert response.status_code == 400, response.text
     assert "not valid JSON" in response.json()["error"]["message"]
+
+
+def test_on_server_stores_a_too_deep_event_is_stored_rejected_and_the_good_one_readable(
+    server_settings: Any, server_workspace: Workspace
+) -> None:
+    """The same on PostgreSQL (rejected store, profiles) and Redis (the log)."""
+    import orjson
+
+    with TestClient(create_app(server_settings, workspace=server_workspace)) as client:
+        good = {**GOOD, "properties": {"deep": orjson.loads(nested_text(30))}}
+        response = post_batch(client, orjson.dumps(good).decode(), deep_event("deep", 1000))
+        assert response.status_code == 200, response.text
+        assert response.json()["accepted"] == 1
+        listed = client.get("/v1/rejected", headers=ADMIN)
+        assert listed.status_code == 200, listed.text
+        [stored] = listed.json()["events"]
+        assert stored["errors"][0]["field"].startswith("properties.deep.a.a")
+        _read_back(client, server_workspace, "good-person")
