@@ -30,11 +30,27 @@ EventType = Literal["track", "identify", "page", "screen", "group", "alias"]
 EVENT_TYPES: frozenset[str] = frozenset({"track", "identify", "page", "screen", "group", "alias"})
 
 
+EXACT_FLOAT_INTEGERS = 2**53
+"""Whole numbers a float holds exactly. JSON parsers read integers past 64 bits (orjson)
+or past 2^53 (JavaScript) as floats, rounding them: two ids would become one person."""
+
+
 def _id_text(value: Any) -> Any:
+    """An id sent as a JSON number, as its exact decimal text; ValueError for a number that
+    may have been rounded (a float past 2^53) or that is not whole."""
     if value.__class__ is str:  # the usual case, first
         return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+    if isinstance(value, bool):
+        return value  # refused by the field's type
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < EXACT_FLOAT_INTEGERS:
+            return str(int(value))
+        raise ValueError(
+            "a numeric id must be a whole number of at most 64 bits (larger ones are rounded "
+            "when JSON is read, so two ids could become one); send it as a string"
+        )
     return value
 
 
@@ -219,12 +235,21 @@ def normalize_fields(
     """`normalize_event` on what `validate_event` returns. The dicts are not changed, but the
     stored event shares their values (as `normalize_event` shares the model's)."""
     received = received_text if received_text is not None else isoformat(received_at)
+    skew_note = None
     original = fields["originalTimestamp"]
     sent_at = fields["sentAt"] or batch_sent_at
     if fields["timestamp"] is not None:
         moment = fields["timestamp"]
     elif original is not None and sent_at is not None:
         moment = received_at - (sent_at - original)
+        if not EARLIEST <= moment < LATEST:
+            # Both times are plausible but the clock they describe is not: keep the event at
+            # the time it arrived, and say why.
+            skew_note = (
+                "timestamp: originalTimestamp corrected by sentAt falls "
+                f"{'before 1970' if moment < EARLIEST else 'after 2200'}; receivedAt used"
+            )
+            moment = received_at
     elif original is not None:
         moment = original
     else:
@@ -251,7 +276,7 @@ def normalize_fields(
         timestamp=received if moment is received_at else isoformat(moment),
         receivedAt=received,
         source=source,
-        violations=[],
+        violations=[] if skew_note is None else [skew_note],
     )
     if original is not None:
         stored["originalTimestamp"] = isoformat(original)

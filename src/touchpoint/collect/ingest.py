@@ -36,9 +36,10 @@ from touchpoint.collect.pii import IdentityHasher
 from touchpoint.collect.plan import TrackingPlan
 from touchpoint.collect.privacy import PrivacyPolicy
 from touchpoint.collect.rejected import NewRejected, RejectedStore
+from touchpoint.collect.shape import ShapeLimits, may_exceed, prune, shape_problem
 from touchpoint.core.clock import isoformat, utcnow
 from touchpoint.core.config import SourceConfig, TouchpointConfig
-from touchpoint.core.errors import TouchpointError, Unavailable
+from touchpoint.core.errors import BadRequest, TouchpointError, Unavailable
 from touchpoint.core.identity_verification import (
     IDENTITY_VERIFIED,
     IdentityNotVerified,
@@ -141,6 +142,11 @@ class Collector:
         self._plan = TrackingPlan(config.tracking_plan)
         self._privacy = PrivacyPolicy(config, hasher)
         self._max_event_bytes = config.collect.max_event_bytes
+        self._shape = ShapeLimits(
+            max_depth=config.collect.max_depth,
+            max_object_keys=config.collect.max_object_keys,
+            max_array_items=config.collect.max_array_items,
+        )
         self._metrics = metrics
         self._clock = clock
 
@@ -166,7 +172,17 @@ class Collector:
         batch_context: dict[str, Any] | None = None,
     ) -> PreparedBatch:
         """Check every message and build its log record or its rejection. CPU only: no I/O,
-        so it may run on an event loop; `commit` then does the writes."""
+        so it may run on an event loop; `commit` then does the writes.
+
+        A `batch_context` over the shape limits is a BadRequest naming its path (it would be
+        merged into every event)."""
+        if batch_context is not None:
+            # Merged key by key under each event's own context, so at the event's level 2.
+            too_deep = shape_problem({"context": batch_context}, self._shape)
+            if too_deep is not None:
+                raise BadRequest(
+                    f"{too_deep.path}: {too_deep.reason}", details={"field": too_deep.path}
+                )
         received_at = self._clock()
         request = _Request(source, received_at, isoformat(received_at), sent_at, batch_context)
         records: list[LogRecord] = []
@@ -244,7 +260,19 @@ class Collector:
             return None, EventProblem(index, None, "invalid", errors)
         raw_id = message.get("messageId")
         message_id = raw_id if isinstance(raw_id, str) else None
-        size = len(orjson.dumps(message))
+        try:
+            encoded: bytes | None = orjson.dumps(message)
+        except orjson.JSONEncodeError:  # nested past orjson's 254 levels, for one
+            encoded = None
+        if encoded is None or may_exceed(encoded, self._shape):
+            shape = shape_problem(message, self._shape)
+            if shape is not None:
+                errors = [{"field": shape.path, "reason": shape.reason}]
+                return None, EventProblem(index, message_id, "invalid", errors)
+            if encoded is None:
+                errors = [{"field": "<event>", "reason": "the event cannot be written as JSON"}]
+                return None, EventProblem(index, message_id, "invalid", errors)
+        size = len(encoded)
         if size > self._max_event_bytes:
             reason = f"the event is {size} bytes; the limit is {self._max_event_bytes}"
             return None, EventProblem(
@@ -278,7 +306,9 @@ class Collector:
                 problem = EventProblem(index, stored["messageId"], "tracking_plan", violations)
                 if mode == "enforce":
                     return None, problem
-                stored["violations"] = [f"{item['field']}: {item['reason']}" for item in violations]
+                stored["violations"] += [
+                    f"{item['field']}: {item['reason']}" for item in violations
+                ]
         unusable = self._privacy.apply(stored)  # identifiers refused (look-alike emails)
         if unusable:
             return None, EventProblem(index, stored["messageId"], "invalid", unusable)
@@ -287,7 +317,9 @@ class Collector:
     def _rejection(self, request: _Request, message: Any, problem: EventProblem) -> NewRejected:
         event = message
         if isinstance(message, dict):
-            event = orjson.loads(orjson.dumps(message))  # a private copy to hash PII in
+            # A private copy to hash PII in, cut at the depth limit: a message refused for
+            # nesting too deeply must still be storable and readable.
+            event = prune(message, self._shape.max_depth)
             self._privacy.apply(event, lenient=True)
         return NewRejected(
             source=request.source.name,

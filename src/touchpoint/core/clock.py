@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import threading
@@ -10,6 +11,11 @@ from datetime import UTC, datetime, timedelta
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+MAX_DURATION_DAYS = 36500
+"""The longest duration (100 years): every duration is subtracted from or added to a time
+(windows, caps, dedup), and a longer one takes it outside the calendar (OverflowError)."""
+_MAX_DURATION_SECONDS = MAX_DURATION_DAYS * 86400.0
 
 
 def utcnow() -> datetime:
@@ -110,18 +116,25 @@ def new_id() -> str:
 def parse_duration(text: str | int | float) -> timedelta:
     """Parse `30d`, `24h`, `15m`, `10s`, `500ms`, `2w` (a bare number is seconds).
 
-    Raises ValueError with the reason for anything else.
+    Raises ValueError with the reason for anything else, including a duration longer than
+    `MAX_DURATION_DAYS`: the result can always be added to or subtracted from a time.
     """
     if isinstance(text, bool):
         raise ValueError("a duration is a number with a unit such as 30d, 24h or 15m")
     if isinstance(text, int | float):
         if text < 0:
             raise ValueError("a duration cannot be negative")
-        return timedelta(seconds=float(text))
-    match = _DURATION.match(text)
-    if not match:
-        raise ValueError(f"{text!r} is not a duration such as 30d, 24h, 15m, 10s or 500ms")
-    return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+        seconds = float(text)
+    elif isinstance(text, str):
+        match = _DURATION.match(text)
+        if not match:
+            raise ValueError(f"{text!r} is not a duration such as 30d, 24h, 15m, 10s or 500ms")
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    else:
+        raise ValueError("a duration is a number with a unit such as 30d, 24h or 15m")
+    if not math.isfinite(seconds) or seconds > _MAX_DURATION_SECONDS:
+        raise ValueError(f"a duration may be at most {MAX_DURATION_DAYS}d (100 years)")
+    return timedelta(seconds=seconds)
 
 
 def parse_timestamp(value: object) -> datetime | None:

@@ -10,7 +10,6 @@ at load time with its path, never at the first event.
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,6 +25,7 @@ from touchpoint.core.definitions import (
     check_definitions,
 )
 from touchpoint.core.errors import DefinitionError, format_location
+from touchpoint.core.keys import same_key
 from touchpoint.core.privacy import BUILTIN_AS, PrivacyConfig, parse_path
 
 DEFAULT_DATA_DIR = "./touchpoint-data"
@@ -36,12 +36,6 @@ ITEM_PROPERTIES = ("product_id", "item_id", "sku")
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def same_key(given: str, known: str) -> bool:
-    """Whether a key a caller sent is `known`, in constant time. Compares UTF-8 bytes:
-    `secrets.compare_digest` refuses non-ASCII text (TypeError), and a caller may send any."""
-    return secrets.compare_digest(given.encode("utf-8", "surrogatepass"), known.encode("utf-8"))
 
 
 def _check_duration(value: str) -> str:
@@ -437,6 +431,12 @@ class ModelsConfig(_Model):
         return value
 
 
+MAX_EVENT_DEPTH = 128
+"""The deepest nesting `collect.max_depth` may allow: far enough below orjson's 254 levels
+(and SQLite's JSON limit of 1,000) that an accepted event is always readable and exportable,
+with the levels a response wraps around it."""
+
+
 class CollectConfig(_Model):
     """Collection limits and dedup.
 
@@ -445,6 +445,9 @@ class CollectConfig(_Model):
     default of every source without its own. The rejected store keeps a refused event for
     `rejected_retention` after it was last seen, at most `rejected_per_source` of them per
     source (beyond that new ones are counted, not stored); identical refusals share a row.
+    `max_depth`: how deeply objects and arrays may nest in one event (the event itself is
+    level 1); `max_object_keys` / `max_array_items`: how wide one object or array may be.
+    An event over a limit is rejected naming the path (see `collect.shape`).
     """
 
     dedup_window: str = "24h"
@@ -454,6 +457,9 @@ class CollectConfig(_Model):
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
     rejected_retention: str = "7d"
     rejected_per_source: int = Field(default=50_000, ge=1)
+    max_depth: int = Field(default=32, ge=2, le=MAX_EVENT_DEPTH)
+    max_object_keys: int = Field(default=1000, ge=1)
+    max_array_items: int = Field(default=1000, ge=1)
 
     @field_validator("dedup_window", "rejected_retention")
     @classmethod

@@ -33,6 +33,9 @@ CONTENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 ANALYTICS = "analytics"
 PERSONALIZATION = "personalization"
 MARKETING = "marketing"
+MAX_WHOLE = 10**9
+"""The largest `priority` (and smallest, negated) and cap `max`: far beyond any real use,
+and within what every store and the JSON a version is kept as can hold."""
 
 
 class _Model(BaseModel):
@@ -85,7 +88,7 @@ class ConsentConfig(_Model):
 class CapConfig(_Model):
     """A frequency cap: at most `max` decisions showing this content to one person per `per`."""
 
-    max: int = Field(ge=1)
+    max: int = Field(ge=1, le=MAX_WHOLE)
     per: str
 
     @field_validator("per")
@@ -135,12 +138,24 @@ class ContentConfig(_Model):
     template: str | None = None
     tags: list[str] = Field(default_factory=list)
     eligibility: Any = None
-    priority: int = 0
-    value: float | None = None
+    priority: int = Field(default=0, ge=-MAX_WHOLE, le=MAX_WHOLE)
+    value: float | None = Field(default=None, allow_inf_nan=False)
     start: str | None = None
     end: str | None = None
     caps: list[CapConfig] = Field(default_factory=list)
     recommendations: RecommendationsConfig | None = None
+
+    @field_validator("payload")
+    @classmethod
+    def _json(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Storable as the JSON a version is kept in (64-bit whole numbers, finite numbers,
+        at most 254 levels), so applying it cannot fail after validation."""
+        if value is not None:
+            try:
+                orjson.dumps(value)
+            except orjson.JSONEncodeError as error:
+                raise ValueError(f"not storable as JSON: {error}") from None
+        return value
 
     @field_validator("start", "end")
     @classmethod

@@ -58,6 +58,13 @@ class Metrics:
             ["content_id"],
             registry=self.registry,
         )
+        self.candidate_errors = Counter(
+            "touchpoint_candidate_errors",
+            "Candidates skipped because checking them failed while deciding, by content and "
+            "stage (active, eligibility, caps, recommendations).",
+            ["content_id", "stage"],
+            registry=self.registry,
+        )
         self.erasures = Counter(
             "touchpoint_erasures",
             "People erased (profile, identities, events, decisions, rejected events).",

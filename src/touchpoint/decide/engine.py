@@ -460,18 +460,30 @@ class Decider:
                         yield tier
                         tier = []
                     priority = item.priority
-                if item.windowed and not item.active(at):
-                    continue
-                condition = item.condition
-                if condition is not None:
-                    holds = conditions.get(item.condition_slot)
-                    if holds is None:
-                        holds = conditions[item.condition_slot] = condition(subject_document, now)
-                    if not holds:
+                stage = "active"
+                try:
+                    if item.windowed and not item.active(at):
                         continue
-                if item.caps and caps.reached(item):
-                    continue
-                if item.config.recommendations is not None and not self._filled(item, person):
+                    condition = item.condition
+                    if condition is not None:
+                        stage = "eligibility"
+                        holds = conditions.get(item.condition_slot)
+                        if holds is None:
+                            holds = condition(subject_document, now)
+                            conditions[item.condition_slot] = holds
+                        if not holds:
+                            continue
+                    stage = "caps"
+                    if item.caps and caps.reached(item):
+                        continue
+                    stage = "recommendations"
+                    if item.config.recommendations is not None and not self._filled(item, person):
+                        continue
+                except Exception as error:
+                    # A definition that validated but cannot be checked for this person (a
+                    # store that failed, a value no check foresaw): this candidate is out, the
+                    # placement goes on to the next one or its fallback.
+                    self._candidate_failed(item, placement.name, stage, error)
                     continue
                 tier.append(item)
             if tier:
@@ -494,8 +506,8 @@ class Decider:
             document = {**document, "items": items}
         try:
             html = self._render(item, placement.name, document, context)
-        except TemplateRenderError as error:
-            self._template_failed(error, placement.name)
+        except Exception as error:
+            self._template_failed(_as_render_error(item, error), placement.name)
             return self._fallback(placement, person.document, context, FALLBACK, after_error=True)
         return PlacementDecision(
             placement.name, item.id, payload, html, ELIGIBLE, choice.policy, choice.propensity
@@ -546,8 +558,8 @@ class Decider:
             )
         try:
             html = self._render(fallback, placement.name, document, context)
-        except TemplateRenderError as error:
-            self._template_failed(error, placement.name)
+        except Exception as error:
+            self._template_failed(_as_render_error(fallback, error), placement.name)
             if reason != NO_CONSENT:
                 reason = RENDER_ERROR
             return PlacementDecision(
@@ -568,8 +580,29 @@ class Decider:
             return None
         return item.template.render_for(document, context=context, placement=placement)
 
+    def _candidate_failed(
+        self, item: CompiledContent, placement: str, stage: str, error: Exception
+    ) -> None:
+        logger.warning(
+            "content %s on placement %s skipped: its %s check failed: %s: %s",
+            item.id,
+            placement,
+            stage,
+            type(error).__name__,
+            error,
+            exc_info=not isinstance(error, ArithmeticError | ValueError),
+        )
+        self._metrics.candidate_errors.labels(item.id, stage).inc()
+
     def _template_failed(self, error: TemplateRenderError, placement: str) -> None:
         logger.warning(
             "content %s on placement %s skipped: %s", error.content_id, placement, error.reason
         )
         self._metrics.template_errors.labels(error.content_id).inc()
+
+
+def _as_render_error(item: CompiledContent, error: Exception) -> TemplateRenderError:
+    """Any failure while rendering `item` as the TemplateRenderError that names it."""
+    if isinstance(error, TemplateRenderError):
+        return error
+    return TemplateRenderError(item.id, f"{type(error).__name__}: {error}")

@@ -9,7 +9,8 @@ path:
 - values are HTML-escaped on output (autoescape), so a trait such as
   `<script>…` set by a visitor cannot inject markup into the page;
 - resource limits stop a template that would run away: loop iterations, output
-  size, context nesting and the size of its local variables.
+  size, context nesting, the size of its local variables and of what any one
+  filter makes (`template_limits`).
 
 A template is parsed once, when its definitions version is compiled, and
 rendered per decision. Every failure while rendering is one `TemplateRenderError`
@@ -42,6 +43,7 @@ from liquid.exceptions import LiquidError
 from liquid.template import BoundTemplate
 
 from touchpoint.core.errors import DefinitionError, TouchpointError
+from touchpoint.decide.template_limits import bound_filters
 
 logger = logging.getLogger(__name__)
 
@@ -87,14 +89,26 @@ class SafeEnvironment(Environment):
 
     The limits bound the work and memory of one render: a loop over a long list or a
     `(1..1000000)` range stops at `loop_iteration_limit`, output stops at
-    `output_stream_limit` characters, and `assign`/`capture` stop at
-    `local_namespace_limit` bytes.
+    `output_stream_limit` characters, `assign`/`capture` stop at
+    `local_namespace_limit` bytes, and no filter may make a string over
+    `filter_string_limit` characters or a list over `filter_items_limit` items (checked
+    before `replace` and `join` build theirs; see `template_limits`).
     """
 
     loop_iteration_limit: ClassVar[int | None] = 10_000
     output_stream_limit: ClassVar[int | None] = 256 * 1024
     context_depth_limit: ClassVar[int] = 30
     local_namespace_limit: ClassVar[int | None] = 256 * 1024
+    filter_string_limit: ClassVar[int] = 256 * 1024
+    filter_items_limit: ClassVar[int] = 10_000
+
+    def setup_tags_and_filters(self, *, extra: bool = False) -> None:
+        super().setup_tags_and_filters(extra=extra)
+        bound_filters(
+            self.filters,
+            max_string=self.filter_string_limit,
+            max_items=self.filter_items_limit,
+        )
 
 
 _ENVIRONMENT = SafeEnvironment(autoescape=True)

@@ -38,6 +38,9 @@ CanonicalSpec = bool | dict[str, Any]
 MAX_DEPTH = 64
 """How deeply conditions may nest; deeper is refused rather than risking the stack."""
 
+# Whole numbers a condition may hold: what JSON (orjson) stores and every store compares.
+_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
+
 # A string is taken for a timestamp only if it starts like an ISO date; this keeps
 # plain strings ("pro", "20240101") out of time comparisons and makes the test cheap.
 _TIMESTAMP_PREFIX = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -97,6 +100,8 @@ def canonical_value(value: Any) -> Any:
     if value is None or isinstance(value, bool | str):
         return value
     if isinstance(value, int):
+        if not _INT_MIN <= value <= _INT_MAX:
+            raise ValueError("whole numbers must fit in 64 bits (±9223372036854775807)")
         return int(value)
     if isinstance(value, float):
         if not math.isfinite(value):

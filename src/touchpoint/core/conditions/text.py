@@ -45,6 +45,7 @@ _ESCAPES = {"\\": "\\", "'": "'", '"': '"', "n": "\n", "t": "\t", "r": "\r", "/"
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*")
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?")
+_NUMBER_START = frozenset("-0123456789")  # ASCII only: str.isdigit() takes "²" and "٣"
 _UNIT = re.compile(r"[A-Za-z]+")
 _DURATION_UNITS = frozenset({"ms", "s", "m", "h", "d", "w"})
 _SPACE = re.compile(r"\s+")
@@ -93,11 +94,9 @@ def tokenize(text: str, path: str = "condition") -> list[Token]:
         char = text[position]
         if char in "'\"":
             token = _read_string(source, position)
-        elif char.isdigit() or (char == "-" and _NUMBER.match(text, position)):
+        elif char in _NUMBER_START and _NUMBER.match(text, position):
             token = _read_number(source, position)
-        elif char.isalpha() or char == "_":
-            match = _WORD.match(text, position)
-            assert match is not None
+        elif match := _WORD.match(text, position):
             word = match.group()
             kind = "keyword" if word in KEYWORDS else "word"
             token = Token(kind, word, position, match.end())
@@ -154,7 +153,10 @@ def _read_number(source: _Source, start: int) -> Token:
     literal = match.group()
     unit = _UNIT.match(text, match.end())
     if unit is None:
-        number: int | float = int(literal) if literal.lstrip("-").isdigit() else float(literal)
+        try:
+            number: int | float = int(literal) if literal.lstrip("-").isdigit() else float(literal)
+        except ValueError:  # more digits than Python converts (4,300)
+            raise source.error(f"the number {literal[:20]}… is too long", start) from None
         return Token("number", number, start, match.end())
     if unit.group() not in _DURATION_UNITS or "-" in literal or "e" in literal.lower():
         raise source.error(
