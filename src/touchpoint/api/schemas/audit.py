@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from touchpoint.api.schemas.common import Out
 
 
-class AuditEntryOut(BaseModel):
+class AuditEntryOut(Out):
     """Who did what to which target, when, with the details of the change."""
 
     id: int
@@ -18,7 +18,7 @@ class AuditEntryOut(BaseModel):
     details: dict[str, Any]
 
 
-class AuditPage(BaseModel):
+class AuditPage(Out):
     """Audit entries, newest first; pass `next_cursor` as `cursor` for the next page."""
 
     entries: list[AuditEntryOut]

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from touchpoint.api.schemas.common import Out
 from touchpoint.api.schemas.errors import ErrorDetail, FieldProblem
 
 Identifier = str | int
@@ -110,7 +111,7 @@ Event = Annotated[
 ]
 
 
-class _WriteKey(BaseModel):
+class _WriteKey(Out):
     writeKey: str | None = Field(
         default=None, description="the source's write key, when not sent as HTTP Basic user"
     )
@@ -164,7 +165,7 @@ class BatchBody(_WriteKey):
     )
 
 
-class EventProblem(BaseModel):
+class EventProblem(Out):
     """Why the event at `index` of the request was rejected or flagged."""
 
     index: int
@@ -173,7 +174,7 @@ class EventProblem(BaseModel):
     errors: list[FieldProblem]
 
 
-class CollectResponse(BaseModel):
+class CollectResponse(Out):
     """What happened to each event: accepted (durably logged before this answer),
     duplicates, rejected (kept in the rejected store) and flagged (accepted, but off the
     tracking plan)."""
@@ -200,7 +201,7 @@ class CollectRejectedDetail(ErrorDetail):
     flagged: list[EventProblem] | None = None
 
 
-class CollectRejectedResponse(BaseModel):
+class CollectRejectedResponse(Out):
     """The body of a 400 or 413 on an event route (also used for a malformed request)."""
 
     error: CollectRejectedDetail

@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from touchpoint.api.schemas.common import Out
 from touchpoint.api.schemas.definitions import ContentItem
 
 
@@ -60,7 +61,7 @@ def decide_body_schema(identity_kinds: Sequence[str], max_placements: int) -> di
     }
 
 
-class PlacementDecision(BaseModel):
+class PlacementDecision(Out):
     """What one placement shows: the content (None when nothing could be shown), its payload
     and rendered HTML, why it was chosen and by which policy."""
 
@@ -71,7 +72,7 @@ class PlacementDecision(BaseModel):
     policy: str
 
 
-class DecideResponse(BaseModel):
+class DecideResponse(Out):
     """One decision: its id (send it back with `Decision Viewed`/`Clicked` events), the person
     (`profile_id`, None before they have a profile; only in answers to the secret key), the
     definitions version used, and each requested placement."""
@@ -82,7 +83,7 @@ class DecideResponse(BaseModel):
     placements: dict[str, PlacementDecision]
 
 
-class PlacementDescription(BaseModel):
+class PlacementDescription(Out):
     """A placement of the current definitions with its candidate content and fallback."""
 
     name: str
@@ -101,7 +102,7 @@ class PlacementDetail(PlacementDescription):
     version: int
 
 
-class PlacementList(BaseModel):
+class PlacementList(Out):
     """Every placement of the current definitions version."""
 
     version: int

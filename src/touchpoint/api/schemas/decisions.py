@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from touchpoint.api.schemas.common import Out
 
 
-class DecisionRecordOut(BaseModel):
+class DecisionRecordOut(Out):
     """One placement of one decision, as the decision log keeps it."""
 
     decision_id: str
@@ -22,7 +24,7 @@ class DecisionRecordOut(BaseModel):
     at: str
 
 
-class DecisionPlacement(BaseModel):
+class DecisionPlacement(Out):
     """What one placement of a decision showed, and why."""
 
     placement: str
@@ -34,7 +36,7 @@ class DecisionPlacement(BaseModel):
     arm: str | None
 
 
-class OutcomeOut(BaseModel):
+class OutcomeOut(Out):
     """An event joined to a decision: a view, a click or a conversion."""
 
     message_id: str
@@ -46,7 +48,7 @@ class OutcomeOut(BaseModel):
     value: float | None
 
 
-class DecisionDetail(BaseModel):
+class DecisionDetail(Out):
     """A decision with each placement and its outcomes so far (the first 100, oldest first,
     with the total in `outcomes_count`)."""
 
@@ -60,14 +62,14 @@ class DecisionDetail(BaseModel):
     outcomes: list[OutcomeOut]
 
 
-class DecisionPage(BaseModel):
+class DecisionPage(Out):
     """Decisions, newest first; pass `next_cursor` as `cursor` for the next page."""
 
     decisions: list[DecisionRecordOut]
     next_cursor: str | None
 
 
-class ReportFigures(BaseModel):
+class ReportFigures(Out):
     """Counts over the window; rates are per impression (None without impressions)."""
 
     decisions: int
@@ -85,7 +87,7 @@ class ContentFigures(ReportFigures):
     content_id: str | None
 
 
-class PlacementReport(BaseModel):
+class PlacementReport(Out):
     """A placement's figures per content over [since, until), and their totals."""
 
     placement: str

@@ -11,6 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from touchpoint.api.schemas.common import Out
+
 
 class PlanRequest(BaseModel):
     """A whole set of placements and content (items are validated by `parse_definitions`,
@@ -28,14 +30,14 @@ class ApplyRequest(PlanRequest):
     note: str = ""
 
 
-class Cap(BaseModel):
+class Cap(Out):
     """At most `max` decisions showing the item per person over `per` (`1d`, `12h`)."""
 
     max: int
     per: str
 
 
-class Recommendations(BaseModel):
+class Recommendations(Out):
     """The item is filled with a recommender's items for the person."""
 
     model: str
@@ -43,7 +45,7 @@ class Recommendations(BaseModel):
     min_items: int
 
 
-class ContentItem(BaseModel):
+class ContentItem(Out):
     """A content item as written in the definitions."""
 
     id: str
@@ -61,7 +63,7 @@ class ContentItem(BaseModel):
     recommendations: Recommendations | None
 
 
-class Placement(BaseModel):
+class Placement(Out):
     """A placement as written in the definitions."""
 
     name: str
@@ -73,14 +75,14 @@ class Placement(BaseModel):
     policy: str
 
 
-class DefinitionSet(BaseModel):
+class DefinitionSet(Out):
     """Placements and content, in definition order."""
 
     placements: list[Placement]
     content: list[ContentItem]
 
 
-class DefinitionVersionOut(BaseModel):
+class DefinitionVersionOut(Out):
     """One applied version with its whole set."""
 
     version: int
@@ -91,7 +93,7 @@ class DefinitionVersionOut(BaseModel):
     definitions: DefinitionSet
 
 
-class DefinitionVersionSummary(BaseModel):
+class DefinitionVersionSummary(Out):
     """One applied version, with how many placements and content items it has."""
 
     version: int
@@ -103,14 +105,14 @@ class DefinitionVersionSummary(BaseModel):
     content: int
 
 
-class DefinitionVersionPage(BaseModel):
+class DefinitionVersionPage(Out):
     """Applied versions, newest first; pass `next_cursor` as `cursor` for the next page."""
 
     versions: list[DefinitionVersionSummary]
     next_cursor: str | None
 
 
-class KindDiff(BaseModel):
+class KindDiff(Out):
     """Ids added, removed and changed (with the changed fields), and whether kept items
     moved."""
 
@@ -120,14 +122,14 @@ class KindDiff(BaseModel):
     reordered: bool
 
 
-class DefinitionDiff(BaseModel):
+class DefinitionDiff(Out):
     """What a set changes against the current version, per kind."""
 
     placements: KindDiff
     content: KindDiff
 
 
-class PlanResult(BaseModel):
+class PlanResult(Out):
     """What applying the set would change (nothing is stored)."""
 
     current_version: int
@@ -135,7 +137,7 @@ class PlanResult(BaseModel):
     diff: DefinitionDiff
 
 
-class ApplyResult(BaseModel):
+class ApplyResult(Out):
     """The version now current (`changed` false when the set equals the current one)."""
 
     version: int

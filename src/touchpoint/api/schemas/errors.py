@@ -10,17 +10,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from touchpoint.api.schemas.common import Out
 
 
-class FieldProblem(BaseModel):
+class FieldProblem(Out):
     """One invalid field of a request: where, and why."""
 
     field: str = Field(description="the field's path, such as `query.limit` or `body.batch`")
     reason: str
 
 
-class ErrorDetail(BaseModel):
+class ErrorDetail(Out):
     """What went wrong: a stable `code`, a message for people, and details that depend on the
     error (`field`, `path`, `errors`, `source`, ...)."""
 
@@ -38,7 +40,7 @@ class ErrorDetail(BaseModel):
     )
 
 
-class ErrorResponse(BaseModel):
+class ErrorResponse(Out):
     """The body of every 4xx and 5xx answer."""
 
     error: ErrorDetail

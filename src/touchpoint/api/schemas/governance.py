@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from touchpoint.api.schemas.common import Out
 from touchpoint.api.schemas.profiles import IdentityOut, MergeOut, ProfileDocument
 
 
-class ErasureJobOut(BaseModel):
+class ErasureJobOut(Out):
     """An erasure: what was erased where. Asking again returns the same job
     (`already_erased` true)."""
 
@@ -21,9 +22,16 @@ class ErasureJobOut(BaseModel):
     profile_ids: list[str]
     erased: dict[str, Any] = Field(description="counts per store")
     already_erased: bool
+    leftovers: list[dict[str, str]] = Field(
+        default_factory=list,
+        description=(
+            "where bytes of the erased rows may remain after every store was cleaned, and "
+            "until when: `{store, where, until}`"
+        ),
+    )
 
 
-class PersonExport(BaseModel):
+class PersonExport(Out):
     """Everything the workspace holds about a person (the right of access)."""
 
     model_config = {"extra": "allow"}

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from touchpoint.api.schemas.common import Out
 from touchpoint.api.schemas.errors import ErrorDetail
 
 
-class Health(BaseModel):
+class Health(Out):
     """The process can do its work: whether its stream processor runs, and how far behind
     it is."""
 
@@ -19,7 +20,7 @@ class Health(BaseModel):
     lag: int = Field(description="events logged and not yet processed")
 
 
-class Failing(BaseModel):
+class Failing(Out):
     """The 503 of `/healthz`: the error shape of every 4xx and 5xx (`code`
     `processor_failing`, the reason as `message`, and `failing_since`), beside the same
     fields as a healthy answer."""

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from touchpoint.api.schemas.common import Out
 
 
-class IdentityOut(BaseModel):
+class IdentityOut(Out):
     """One identifier of a person (PII kinds are hashed)."""
 
     kind: str
     value: str
 
 
-class MergeOut(BaseModel):
+class MergeOut(Out):
     """Two profiles became one: `merged_id` into `survivor_id`, because of `identity`."""
 
     survivor_id: str
@@ -24,7 +26,7 @@ class MergeOut(BaseModel):
     at: str
 
 
-class ProfileSummary(BaseModel):
+class ProfileSummary(Out):
     """The profile's id and times, as conditions see them (`profile.last_seen`)."""
 
     id: str
@@ -32,7 +34,7 @@ class ProfileSummary(BaseModel):
     last_seen: str | None
 
 
-class ProfileDocument(BaseModel):
+class ProfileDocument(Out):
     """A person as conditions and templates see them: identities, traits, feature values
     now, segments, consent, scores and recommendations."""
 
@@ -59,7 +61,7 @@ class ProfileOut(ProfileDocument):
     lineage: list[MergeOut]
 
 
-class ProfileEventsPage(BaseModel):
+class ProfileEventsPage(Out):
     """The profile's stored events, newest first; pass `next_cursor` as `cursor`."""
 
     events: list[dict[str, Any]]

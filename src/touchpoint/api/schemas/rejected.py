@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from touchpoint.api.schemas.common import Out
 from touchpoint.api.schemas.errors import FieldProblem
 
 
@@ -17,19 +18,21 @@ class ReplayRequest(BaseModel):
     limit: int = Field(default=1000, ge=1, le=10_000)
 
 
-class RejectedEventOut(BaseModel):
+class RejectedEventOut(Out):
     """An event the collector refused, with why and the event as received (PII hashed)."""
 
     id: int
     source: str
     messageId: str | None
-    received_at: str
+    received_at: str = Field(description="when it was first refused")
+    last_seen: str = Field(description="when it was last refused")
+    occurrences: int = Field(description="how many identical refusals this row counts")
     reason: str
     errors: list[FieldProblem]
     event: Any
 
 
-class RejectedPage(BaseModel):
+class RejectedPage(Out):
     """Rejected events, newest first, with counts; pass `next_cursor` as `cursor`."""
 
     count: int = Field(description="how many match the filters")
@@ -38,7 +41,7 @@ class RejectedPage(BaseModel):
     next_cursor: str | None
 
 
-class ReplayResult(BaseModel):
+class ReplayResult(Out):
     """What the replay did with the events it re-validated."""
 
     replayed: int

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from touchpoint.api.schemas.common import Out
 
 
-class SegmentOut(BaseModel):
+class SegmentOut(Out):
     """A real-time segment (`kind` realtime, with its condition) or one a model wrote
     (`kind` batch, with that model)."""
 
@@ -19,20 +21,20 @@ class SegmentOut(BaseModel):
     model: str | None = Field(default=None, description="batch: the model family that wrote it")
 
 
-class SegmentList(BaseModel):
+class SegmentList(Out):
     """Every segment with its current size."""
 
     segments: list[SegmentOut]
 
 
-class SegmentMember(BaseModel):
+class SegmentMember(Out):
     """A member and when they entered."""
 
     profile_id: str
     entered_at: str
 
 
-class SegmentMembersPage(BaseModel):
+class SegmentMembersPage(Out):
     """A segment's current members; pass `next_cursor` as `cursor` for the next page."""
 
     segment: str
