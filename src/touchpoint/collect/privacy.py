@@ -236,12 +236,7 @@ class PrivacyPolicy:
                     continue
                 new = self._scan(item, (*path, key))
                 if new is not item:
-                    if changed is None:
-                        changed = dict(value)
-                    if new is DROP:
-                        del changed[key]
-                    else:
-                        changed[key] = new
+                    changed = _with(value, changed, key, new)
             return value if changed is None else changed
         if isinstance(value, list):
             where = (*path, "*")
@@ -295,6 +290,21 @@ def _matches(pattern: Path, path: Path) -> bool:
     return all(want == "*" or want == part for want, part in zip(pattern, path, strict=False))
 
 
+def _with(
+    original: dict[str, Any], changed: dict[str, Any] | None, key: str, new: Any
+) -> dict[str, Any]:
+    """Copy on write: `changed` (a copy of `original`, made on the first change) with `key`
+    set to `new`, or removed when `new` is DROP. Events are never changed in place: a
+    batch's messages share their context."""
+    if changed is None:
+        changed = dict(original)
+    if new is DROP:
+        del changed[key]
+    else:
+        changed[key] = new
+    return changed
+
+
 def _rewrite(
     value: Any, pattern: Path, at: int, path: Path, leaf: Callable[[Any, Path], Any]
 ) -> Any:
@@ -309,12 +319,7 @@ def _rewrite(
         for key in keys:
             new = _rewrite(value[key], pattern, at + 1, (*path, key), leaf)
             if new is not value[key]:
-                if changed is None:
-                    changed = dict(value)
-                if new is DROP:
-                    del changed[key]
-                else:
-                    changed[key] = new
+                changed = _with(value, changed, key, new)
         return value if changed is None else changed
     if isinstance(value, list) and part == "*":
         items = [_rewrite(item, pattern, at + 1, (*path, "*"), leaf) for item in value]

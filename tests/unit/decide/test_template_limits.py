@@ -11,25 +11,15 @@ import pytest
 from touchpoint.decide.render import TemplateRenderError, compile_template
 
 TEN = "'xxxxxxxxxx'"
-HUNDRED_MILLION = (
-    "{{ "
-    + TEN
-    + " | replace: 'x', "
-    + TEN
-    + " | replace: 'x', "
-    + TEN
-    + " | replace: 'x', "
-    + TEN
-    + " | replace: 'x', "
-    + TEN
-    + " | replace: 'x', "
-    + TEN
-    + " | replace: 'x', "
-    + TEN
-    + " | replace: 'x', "
-    + TEN
-    + " | size }}"
-)
+
+
+def _replaced(start: str, times: int) -> str:
+    """`start`, then each `x` replaced by ten `x` `times` over: 10**times characters from a
+    template a few hundred bytes long."""
+    return start + "".join(f" | replace: 'x', {TEN}" for _ in range(times)) + " | size }}"
+
+
+HUNDRED_MILLION = _replaced("{{ " + TEN, 7)
 
 
 @pytest.mark.parametrize(
@@ -44,19 +34,7 @@ HUNDRED_MILLION = (
         "{% endfor %}{{ a | join: '-' | size }}",
         "{% assign s = 'x' %}{% for i in (1..40) %}{% assign s = s | append: s %}{% endfor %}"
         "{{ s | size }}",
-        "{{ 'abc' | split: '' | join: "
-        + TEN
-        + " | replace: 'x', "
-        + TEN
-        + " | replace: 'x', "
-        + TEN
-        + " | replace: 'x', "
-        + TEN
-        + " | replace: 'x', "
-        + TEN
-        + " | replace: 'x', "
-        + TEN
-        + " | size }}",
+        _replaced("{{ 'abc' | split: '' | join: " + TEN, 5),
     ],
 )
 def test_huge_intermediate_results_fail_fast_with_a_reason(source: str) -> None:
