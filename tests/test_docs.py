@@ -230,3 +230,26 @@ def test_the_signature_example_computes_what_the_server_verifies() -> None:
     namespace["user_id"] = user_id
     exec(compile(block.text, str(block), "exec"), namespace)
     assert verify_user_hash(secret, user_id, namespace["user_hash"])
+
+
+# -- references to tests -------------------------------------------------------------------
+
+REFERENCE = re.compile(r"(tests/[\w/]+\.py|…)::(test_\w+)")
+
+
+def test_every_test_the_docs_name_exists() -> None:
+    """A claim names the test behind it (`tests/x.py::test_y`, or `…::test_y` for the file
+    named last): that test must exist, or the claim has lost its proof."""
+    missing = []
+    for path in DOCUMENTS:
+        current: str | None = None
+        for match in REFERENCE.finditer(path.read_text(encoding="utf-8")):
+            if match.group(2) == "test_name":  # the form itself, explained
+                continue
+            file = current if match.group(1) == "…" else match.group(1)
+            current = file
+            assert file is not None, f"{path.name}: `…::{match.group(2)}` names no file before"
+            source = ROOT / file
+            if not source.exists() or f"def {match.group(2)}(" not in source.read_text():
+                missing.append(f"{path.relative_to(ROOT)}: {file}::{match.group(2)}")
+    assert missing == [], missing
