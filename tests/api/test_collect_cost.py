@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 from prometheus_client import generate_latest
 
 from tests.conftest import (
+    CLIENT_KEY,
     SECRET_KEY,
     TEST_CONFIG,
     TEST_START,
@@ -211,5 +212,39 @@ def test_server_mode_limits_through_redis(
         assert not workspace.rate_limiter.local
         with TestClient(create_app(settings, workspace=workspace)) as client:
             assert [_track(client).status_code for _ in range(3)] == [200, 200, 429]
+    finally:
+        workspace.close()
+
+
+def test_decisions_asked_with_a_write_key_count_against_the_source_rate(tmp_path: Path) -> None:
+    """A page's decide request costs the server a decision and a log row: the write key
+    that asks is public, so it is charged to its source's request rate like an event."""
+    config = {
+        **TEST_CONFIG,
+        "sources": [
+            *TEST_CONFIG["sources"][:2],
+            {
+                **TEST_CONFIG["sources"][2],
+                "rate_limit": {"requests_per_second": 1, "request_burst": 2},
+            },
+        ],
+    }
+    settings = load_settings(write_config(tmp_path, config), tmp_path / "data", environ={})
+    clock = ManualClock(TEST_START)
+    workspace = Workspace.open(settings, clock=clock)
+    body = {"anonymous_id": "device-1", "placements": ["home_hero"]}
+    try:
+        with TestClient(create_app(settings, workspace=workspace)) as client:
+            answers = [
+                client.post("/v1/decide", json=body, headers=basic(CLIENT_KEY)) for _ in range(3)
+            ]
+            assert [answer.status_code for answer in answers] == [200, 200, 429]
+            assert answers[2].json()["error"]["source"] == "site"
+            assert answers[2].headers["Retry-After"] == "1"
+            secret = client.post("/v1/decide", json=body, headers=bearer(SECRET_KEY))
+            assert secret.status_code == 200  # the secret key is a server's: not limited
+            clock.advance(timedelta(seconds=1))
+            again = client.post("/v1/decide", json=body, headers=basic(CLIENT_KEY))
+            assert again.status_code == 200
     finally:
         workspace.close()

@@ -30,6 +30,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
 
 from touchpoint.api.deps import AdminKey, WorkspaceDep, basic_user, read_stores
 from touchpoint.api.openapi import documented_body
@@ -143,7 +144,7 @@ def parse_decide_body(body: Any, identity_kinds: tuple[str, ...]) -> DecideReque
     # its answers against DecideResponse instead.
     responses={
         200: {"model": DecideResponse, "description": "The decision"},
-        **error_responses(400, 401, 403, 404, 413, 422, 503),
+        **error_responses(400, 401, 403, 404, 413, 422, 429, 503),
     },
     openapi_extra={**DECIDE_KEYS, **documented_body("DecideBody")},
 )
@@ -152,6 +153,12 @@ async def decide(request: Request) -> OrjsonResponse:
     # this hot, FastAPI's dependency resolution is a measurable share of the request.
     workspace: Workspace = request.app.state.workspace
     source = authorize_decide(request, workspace)
+    if source is not None:  # a public key: each decision it asks for is charged to its source
+        limiter = workspace.rate_limiter
+        if limiter.local:
+            limiter.admit(source, 0)
+        else:
+            await run_in_threadpool(limiter.admit, source, 0)
     raw = await read_body(request, MAX_BODY_BYTES)
     decider = workspace.decider
     body = parse_json(raw)
