@@ -34,7 +34,7 @@ from touchpoint.collect.events import (
 )
 from touchpoint.collect.pii import IdentityHasher
 from touchpoint.collect.plan import TrackingPlan
-from touchpoint.collect.privacy import PrivacyPolicy
+from touchpoint.collect.privacy import PrivacyPolicy, may_hold_email
 from touchpoint.collect.rejected import NewRejected, RejectedStore
 from touchpoint.collect.shape import ShapeLimits, may_exceed, prune, shape_problem
 from touchpoint.core.clock import isoformat, utcnow
@@ -122,6 +122,7 @@ class _Request:
     received_text: str
     sent_at: datetime | None
     context: dict[str, Any] | None
+    context_has_at: bool = False  # whether the batch context holds an `@` (see _prepare)
 
 
 class Collector:
@@ -184,7 +185,14 @@ class Collector:
                     f"{too_deep.path}: {too_deep.reason}", details={"field": too_deep.path}
                 )
         received_at = self._clock()
-        request = _Request(source, received_at, isoformat(received_at), sent_at, batch_context)
+        request = _Request(
+            source,
+            received_at,
+            isoformat(received_at),
+            sent_at,
+            batch_context,
+            batch_context is not None and may_hold_email(orjson.dumps(batch_context)),
+        )
         records: list[LogRecord] = []
         record_indexes: list[int] = []
         rejected: list[EventProblem] = []
@@ -309,7 +317,13 @@ class Collector:
                 stored["violations"] += [
                     f"{item['field']}: {item['reason']}" for item in violations
                 ]
-        unusable = self._privacy.apply(stored)  # identifiers refused (look-alike emails)
+        # Identifiers refused (look-alike emails) come back. Whether the email scan has
+        # anything to find is read off the bytes already encoded for the size check: the
+        # stored event adds only the batch context and fields the server writes.
+        unusable = self._privacy.apply(
+            stored,
+            may_hold_email=request.context_has_at or may_hold_email(encoded),
+        )
         if unusable:
             return None, EventProblem(index, stored["messageId"], "invalid", unusable)
         return stored, problem

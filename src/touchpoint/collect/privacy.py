@@ -124,10 +124,18 @@ class PrivacyPolicy:
         assert kind is not None or rule.as_kind in BUILTIN_AS  # checked by the config
         return _Rule(pattern, rule.action, rule.as_kind, how, refuse=how == "email")
 
-    def apply(self, event: dict[str, Any], *, lenient: bool = False) -> list[dict[str, str]]:
+    def apply(
+        self,
+        event: dict[str, Any],
+        *,
+        lenient: bool = False,
+        may_hold_email: bool | None = None,
+    ) -> list[dict[str, str]]:
         """Rewrite the event's `traits`, `properties` and `context` by the policy; return
         the refused identifiers as `[{"field", "reason"}]` (none when `lenient`: they are
-        hashed). Idempotent: hashed values are left alone, so replays stay stable."""
+        hashed). Idempotent: hashed values are left alone, so replays stay stable.
+        `may_hold_email`: False when the caller knows the event holds no `@` (the email
+        scan is then skipped); None to find out here."""
         errors: list[dict[str, str]] = []
         for rule in self._rules:
             section, first = rule.pattern[0], rule.pattern[1]
@@ -136,7 +144,9 @@ class PrivacyPolicy:
                 continue  # the usual case, decided without building anything
             leaf = self._leaf(rule, errors, lenient)
             self._store(event, section, _rewrite(value, rule.pattern, 1, (section,), leaf))
-        if self._scanned and _may_hold_email(event):
+        if may_hold_email is None:
+            may_hold_email = self._scanned and _may_hold_email(event)
+        if self._scanned and may_hold_email:
             for section in SECTIONS:
                 if section in event:
                     self._store(event, section, self._scan(event[section], (section,)))
@@ -266,15 +276,20 @@ class PrivacyPolicy:
             return self._hasher.hash("email" + REFUSED_SUFFIX, address)
 
 
+def may_hold_email(encoded: bytes) -> bool:
+    """Whether JSON text holds an `@` (or its URL encoding) at all: most events hold none,
+    and a byte search answers for them instead of a walk over every value in Python."""
+    return b"@" in encoded or b"%40" in encoded
+
+
 def _may_hold_email(event: dict[str, Any]) -> bool:
-    """Whether the scanned sections hold an `@` at all: one serialization in C answers for
-    most events, which hold none, instead of a walk over every value in Python."""
+    """`may_hold_email` of the scanned sections of an event, serialized once in C."""
     sections = [event[section] for section in SECTIONS if section in event]
     try:
         text = orjson.dumps(sections)
     except TypeError:  # not JSON (never for a stored event): walk it
         return True
-    return b"@" in text or b"%40" in text
+    return may_hold_email(text)
 
 
 def _patterns(path: str) -> list[Path]:
