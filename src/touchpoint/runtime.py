@@ -158,9 +158,10 @@ class Workspace:
             config.definitions_store,
             data_dir,
             services.postgres_for(config.definitions_store, "definitions_store"),
+            clock=clock.now,
         )
         audit = build_audit_log(
-            config.audit, data_dir, services.postgres_for(config.audit, "audit")
+            config.audit, data_dir, services.postgres_for(config.audit, "audit"), clock=clock.now
         )
         if settings.config_path is not None and (config.placements or config.content):
             sync_definitions(

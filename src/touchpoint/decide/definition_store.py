@@ -9,13 +9,15 @@ engine polls `latest_version()`, which is cheap, and reloads when it moves, so a
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from touchpoint.core.clock import utcnow
 from touchpoint.core.config import StoreConfig
 from touchpoint.core.definitions import Definitions
 from touchpoint.profiles.store import Page
@@ -81,15 +83,19 @@ def version_from_row(row: Sequence[Any]) -> DefinitionVersion:
 
 
 def build_definition_store(
-    config: StoreConfig, data_dir: Path, postgres: Postgres | None = None
+    config: StoreConfig,
+    data_dir: Path,
+    postgres: Postgres | None = None,
+    *,
+    clock: Callable[[], datetime] = utcnow,
 ) -> DefinitionStore:
     """The definition store the configuration names: PostgreSQL when `postgres` is given,
-    else SQLite under `data_dir`."""
+    else SQLite under `data_dir`; versions are stamped by `clock`."""
     if postgres is not None:
         from touchpoint.decide.postgres_definitions import PostgresDefinitionStore
 
-        return PostgresDefinitionStore(postgres)
+        return PostgresDefinitionStore(postgres, clock=clock)
     from touchpoint.decide.sqlite_definitions import SqliteDefinitionStore
 
     path = Path(config.path) if config.path else data_dir / DEFAULT_DEFINITIONS_FILE
-    return SqliteDefinitionStore(path)
+    return SqliteDefinitionStore(path, clock=clock)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -56,8 +58,9 @@ class PostgresDefinitionStore(DefinitionStore):
     process's `Postgres` service. A lost server or connection surfaces as `Unavailable`.
     """
 
-    def __init__(self, postgres: Postgres) -> None:
+    def __init__(self, postgres: Postgres, *, clock: Callable[[], datetime] = utcnow) -> None:
         self._postgres = postgres
+        self._clock = clock
         self._lock = threading.Lock()
         self._cached: DefinitionVersion | None = None
         postgres.ensure(MIGRATIONS)
@@ -114,7 +117,7 @@ class PostgresDefinitionStore(DefinitionStore):
             if latest is not None and latest.digest == digest:
                 return latest, False
             number = (latest.version if latest is not None else 0) + 1
-            applied_at = isoformat(utcnow())
+            applied_at = isoformat(self._clock())
             connection.execute(
                 f"INSERT INTO definition_versions ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s)",
                 (number, digest, document, applied_at, actor, note),

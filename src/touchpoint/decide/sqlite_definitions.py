@@ -14,7 +14,9 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+from collections.abc import Callable
 from contextlib import AbstractContextManager
+from datetime import datetime
 from pathlib import Path
 
 import orjson
@@ -47,8 +49,9 @@ class SqliteDefinitionStore(DefinitionStore):
     and no JSON decoding.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, clock: Callable[[], datetime] = utcnow) -> None:
         self.path = Path(path)
+        self._clock = clock
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._cached: DefinitionVersion | None = None
@@ -101,7 +104,7 @@ class SqliteDefinitionStore(DefinitionStore):
             if latest is not None and latest.digest == digest:
                 return latest
             number = (latest.version if latest is not None else 0) + 1
-            applied_at = isoformat(utcnow())
+            applied_at = isoformat(self._clock())
             connection.execute(
                 f"INSERT INTO versions ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
                 (number, digest, document, applied_at, actor, note),

@@ -9,13 +9,15 @@ secret or a plain PII value.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from touchpoint.core.clock import utcnow
 from touchpoint.core.config import StoreConfig
 from touchpoint.profiles.store import Page
 
@@ -80,14 +82,19 @@ def entry_from_row(row: Sequence[Any]) -> AuditEntry:
 
 
 def build_audit_log(
-    config: StoreConfig, data_dir: Path, postgres: Postgres | None = None
+    config: StoreConfig,
+    data_dir: Path,
+    postgres: Postgres | None = None,
+    *,
+    clock: Callable[[], datetime] = utcnow,
 ) -> AuditLog:
     """The audit log the configuration names: PostgreSQL when `postgres` is given, else
-    SQLite under `data_dir`."""
+    SQLite under `data_dir`; entries are stamped by `clock`."""
     if postgres is not None:
         from touchpoint.govern.postgres_audit import PostgresAuditLog
 
-        return PostgresAuditLog(postgres)
+        return PostgresAuditLog(postgres, clock=clock)
     from touchpoint.govern.sqlite_audit import SqliteAuditLog
 
-    return SqliteAuditLog(Path(config.path) if config.path else data_dir / DEFAULT_AUDIT_FILE)
+    path = Path(config.path) if config.path else data_dir / DEFAULT_AUDIT_FILE
+    return SqliteAuditLog(path, clock=clock)

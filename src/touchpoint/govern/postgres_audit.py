@@ -9,6 +9,8 @@ durable by PostgreSQL's own rules (the WAL is flushed at commit by default).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -48,8 +50,9 @@ class PostgresAuditLog(AuditLog):
     pool open: it belongs to the process's `Postgres` service. A lost server or connection
     surfaces as `Unavailable`."""
 
-    def __init__(self, postgres: Postgres) -> None:
+    def __init__(self, postgres: Postgres, *, clock: Callable[[], datetime] = utcnow) -> None:
         self._postgres = postgres
+        self._clock = clock
         postgres.ensure(MIGRATIONS)
 
     def record(
@@ -61,7 +64,7 @@ class PostgresAuditLog(AuditLog):
         stored = orjson.loads(
             orjson.dumps(details or {}, default=str, option=orjson.OPT_NON_STR_KEYS)
         )
-        at = isoformat(utcnow())
+        at = isoformat(self._clock())
         values = (
             at,
             postgres_text(actor),

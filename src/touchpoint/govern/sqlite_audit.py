@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +40,9 @@ class SqliteAuditLog(AuditLog):
     """Audit entries in one SQLite file (WAL, synchronous FULL), safe across threads and
     processes: one connection behind a lock, since admin actions are rare."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, clock: Callable[[], datetime] = utcnow) -> None:
         self.path = Path(path)
+        self._clock = clock
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._connection = open_connection(self.path, synchronous="full", schema=_SCHEMA)
@@ -52,7 +55,7 @@ class SqliteAuditLog(AuditLog):
         stored = orjson.loads(
             orjson.dumps(details or {}, default=str, option=orjson.OPT_NON_STR_KEYS)
         )
-        at = isoformat(utcnow())
+        at = isoformat(self._clock())
         with self._lock:
             cursor = self._connection.execute(
                 "INSERT INTO audit (at, actor, action, target, details) VALUES (?, ?, ?, ?, ?)",
