@@ -28,7 +28,7 @@ from bench.common import Figure, Options, Section, percentile
 from touchpoint.core.clock import utcnow
 from touchpoint.core.definitions import parse_definitions
 from touchpoint.core.settings import load_settings
-from touchpoint.decide.engine import DecideRequest
+from touchpoint.decide.results import DecideRequest
 from touchpoint.demo.catalog import build_catalog
 from touchpoint.demo.models import catalog_table
 from touchpoint.demo.simulate import simulate_journeys

@@ -241,7 +241,7 @@ class Backend:
             finally:
                 sqlite_leases.close()
             return
-        from touchpoint.core.config import RedisConfig
+        from touchpoint.core.config_stores import RedisConfig
         from touchpoint.core.redis import RedisService
         from touchpoint.log.redis_leases import RedisLeases
 

@@ -20,7 +20,7 @@ import psycopg
 import pytest
 import redis
 
-from touchpoint.core.config import PostgresConfig, RedisConfig
+from touchpoint.core.config_stores import PostgresConfig, RedisConfig
 from touchpoint.core.postgres import Postgres
 from touchpoint.core.redis import RedisService
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.contract.openers import closing, postgres_opener
-from touchpoint.core.config import StoreConfig
+from touchpoint.core.config_stores import StoreConfig
 from touchpoint.core.errors import InvalidInput
 from touchpoint.govern.audit import DEFAULT_AUDIT_FILE, AuditEntry, AuditLog, build_audit_log
 from touchpoint.govern.postgres_audit import PostgresAuditLog

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.contract.openers import closing, postgres_opener
-from touchpoint.core.config import StoreConfig
+from touchpoint.core.config_stores import StoreConfig
 from touchpoint.core.errors import InvalidInput, Unavailable
 from touchpoint.decide.log import (
     ContentReport,

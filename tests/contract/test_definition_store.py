@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.contract.openers import closing, postgres_opener
-from touchpoint.core.config import StoreConfig
+from touchpoint.core.config_stores import StoreConfig
 from touchpoint.core.definitions import Definitions
 from touchpoint.core.errors import InvalidInput
 from touchpoint.decide.definition_store import (

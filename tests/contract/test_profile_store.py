@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from touchpoint.core.config import StoreConfig
+from touchpoint.core.config_stores import StoreConfig
 from touchpoint.core.postgres import Postgres
 from touchpoint.profiles import build_profile_store
 from touchpoint.profiles.model import Identity, Profile

@@ -24,7 +24,7 @@ from touchpoint.collect.rejected import (
     SqliteRejectedStore,
     build_rejected_store,
 )
-from touchpoint.core.config import StoreConfig
+from touchpoint.core.config_stores import StoreConfig
 from touchpoint.core.errors import InvalidInput
 
 StoreOpener = Callable[[], RejectedStore]

@@ -10,7 +10,7 @@ from pathlib import Path
 from tests.conftest import TEST_CONFIG, drain, write_config
 from touchpoint.core.clock import ManualClock, isoformat
 from touchpoint.core.settings import load_settings
-from touchpoint.decide.engine import DecideRequest
+from touchpoint.decide.results import DecideRequest
 from touchpoint.runtime import Workspace
 
 FAR = datetime(2031, 3, 1, 9, 30, tzinfo=UTC)

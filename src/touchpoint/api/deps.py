@@ -15,7 +15,7 @@ from typing import Annotated, TypeVar
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
-from touchpoint.core.config import SourceConfig
+from touchpoint.core.config_sources import SourceConfig
 from touchpoint.core.errors import Forbidden, Unauthorized
 from touchpoint.core.keys import same_key
 from touchpoint.runtime import Workspace

@@ -43,7 +43,7 @@ from touchpoint.core.errors import InvalidInput
 
 if TYPE_CHECKING:
     from touchpoint.collect.ingest import Collector, CollectResult, EventProblem
-    from touchpoint.core.config import SourceConfig
+    from touchpoint.core.config_sources import SourceConfig
     from touchpoint.log.base import EventLog
     from touchpoint.runtime import Workspace
 

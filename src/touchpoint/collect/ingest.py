@@ -38,7 +38,8 @@ from touchpoint.collect.privacy import PrivacyPolicy, may_hold_email
 from touchpoint.collect.rejected import NewRejected, RejectedStore
 from touchpoint.collect.shape import ShapeLimits, may_exceed, prune, shape_problem
 from touchpoint.core.clock import isoformat, utcnow
-from touchpoint.core.config import SourceConfig, TouchpointConfig
+from touchpoint.core.config import TouchpointConfig
+from touchpoint.core.config_sources import SourceConfig
 from touchpoint.core.errors import BadRequest, TouchpointError, Unavailable
 from touchpoint.core.identity_verification import (
     IDENTITY_VERIFIED,

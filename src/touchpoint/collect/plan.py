@@ -14,7 +14,7 @@ from typing import Any
 
 import jsonschema_rs
 
-from touchpoint.core.config import TrackingPlanConfig
+from touchpoint.core.config_sources import TrackingPlanConfig
 from touchpoint.core.errors import DefinitionError
 
 

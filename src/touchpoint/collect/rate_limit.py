@@ -26,7 +26,8 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from touchpoint.core.config import RateLimitConfig, SourceConfig, TouchpointConfig
+from touchpoint.core.config import TouchpointConfig
+from touchpoint.core.config_sources import RateLimitConfig, SourceConfig
 from touchpoint.core.errors import RateLimited
 from touchpoint.core.redis import RedisService
 

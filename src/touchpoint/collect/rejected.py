@@ -33,7 +33,7 @@ from touchpoint.core.sqlite import checkpoint_truncate, open_connection, write_t
 from touchpoint.profiles.store import Page, parse_id_cursor
 
 if TYPE_CHECKING:
-    from touchpoint.core.config import StoreConfig
+    from touchpoint.core.config_stores import StoreConfig
     from touchpoint.core.postgres import Postgres
 
 logger = logging.getLogger(__name__)

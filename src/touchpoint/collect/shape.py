@@ -7,7 +7,7 @@ SQLite's JSON functions at 1,000. An event that passed collection and then broke
 every read of its person's timeline was the result, so the shape is checked where
 events come in, before anything serializes them: too deep or too wide is a
 rejection naming the path of the offending object or array. `collect.max_depth` is
-capped (`core.config.MAX_EVENT_DEPTH`, 128) well below every reader's limit, leaving
+capped (`core.config_sources.MAX_EVENT_DEPTH`, 128) well below every reader's limit, leaving
 room for the few levels a response wraps around an event.
 """
 

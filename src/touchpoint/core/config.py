@@ -14,9 +14,24 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from touchpoint.core.clock import parse_duration
+from touchpoint.core.config_base import ConfigModel, check_duration
+from touchpoint.core.config_sources import (
+    CollectConfig,
+    RateLimitConfig,
+    SourceConfig,
+    TrackingPlanConfig,
+)
+from touchpoint.core.config_stores import (
+    LogConfig,
+    ModelsConfig,
+    PostgresConfig,
+    RedisConfig,
+    StoreConfig,
+    StreamConfig,
+    WarehouseConfig,
+)
 from touchpoint.core.definitions import (
     ConsentConfig,
     ContentConfig,
@@ -34,98 +49,7 @@ PRIVACY_SOURCE_ROOTS = ("traits.", "properties.", "context.")
 ITEM_PROPERTIES = ("product_id", "item_id", "sku")
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _check_duration(value: str) -> str:
-    parse_duration(value)
-    return value
-
-
-class RateLimitConfig(_Model):
-    """How fast one source may send, as a rate and a burst of requests and of events (a
-    cell-rate limit: `burst` may arrive at once, then `per_second` on average). Over either,
-    `/v1/batch` and the single-event routes answer 429 with `Retry-After`. `null` turns a
-    rate off. The requests default is Segment's documented figure for its HTTP API (1,000
-    requests/s); the events default is half of what one embedded node acknowledges, so one
-    public write key cannot take the whole node.
-    """
-
-    requests_per_second: float | None = Field(default=1000.0, gt=0)
-    request_burst: int = Field(default=2000, ge=1)
-    events_per_second: float | None = Field(default=10_000.0, gt=0)
-    event_burst: int = Field(default=25_000, ge=1)
-
-
-class IdentityVerificationConfig(_Model):
-    """How a source proves who its visitors are (see docs/threat-model.md).
-
-    `secret` signs user ids (`user_hash` = hex HMAC-SHA256(secret, user id), computed by the
-    site's backend). It need not be written here: name an environment variable in
-    `secret_env`, or leave both out and one is generated once and kept in
-    `<data-dir>/workspace-keys.json` (printed by `touchpoint serve`). `events`: whether every
-    event with a `userId` must carry `context.user_hash`; unset, it follows
-    `allow_client_decisions`, because a source whose pages may decide must not let them link
-    a device to anyone they name.
-    """
-
-    secret: str | None = Field(default=None, min_length=16)
-    secret_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    events: bool | None = None
-
-
-class SourceConfig(_Model):
-    """A source of events (a website, an app, a server) and its public write key.
-
-    With `allow_client_decisions`, its write key may also ask `POST /v1/decide`, for the
-    device it names, or for a user id signed with the source's identity secret.
-
-    `rate_limit`: this source's own limits (default: `collect.rate_limit`).
-    """
-
-    name: str
-    write_key: str = Field(min_length=8)
-    tracking_plan_mode: Literal["enforce", "flag", "off"] = "flag"
-    allow_client_decisions: bool = False
-    rate_limit: RateLimitConfig | None = None
-    identity_verification: IdentityVerificationConfig = Field(
-        default_factory=IdentityVerificationConfig
-    )
-
-    @property
-    def verifies_events(self) -> bool:
-        """Whether this source's events naming a user id must carry a valid `user_hash`."""
-        events = self.identity_verification.events
-        return self.allow_client_decisions if events is None else events
-
-    @property
-    def needs_identity_secret(self) -> bool:
-        """Whether anything this source does checks a signature."""
-        return self.allow_client_decisions or self.verifies_events
-
-
-class PlannedEvent(_Model):
-    """One event of the tracking plan: JSON Schema for its properties (or traits)."""
-
-    description: str = ""
-    properties: dict[str, Any] = Field(
-        default_factory=dict,
-        description="JSON Schema of `properties` (track/page/screen) or `traits` (identify).",
-    )
-
-
-class TrackingPlanConfig(_Model):
-    """Declared events. `allow_unplanned`: whether events not listed are violations."""
-
-    allow_unplanned: bool = True
-    events: dict[str, PlannedEvent] = Field(default_factory=dict)
-    identify_traits: dict[str, Any] | None = Field(
-        default=None, description="JSON Schema of identify traits, if the plan declares them."
-    )
-
-
-class IdentityKind(_Model):
+class IdentityKind(ConfigModel):
     """A kind of identifier that resolves to a profile.
 
     `source` says where an event carries it: `user_id`, `anonymous_id`, or
@@ -162,7 +86,7 @@ def _default_identity_kinds() -> list[IdentityKind]:
     ]
 
 
-class IdentityConfig(_Model):
+class IdentityConfig(ConfigModel):
     """Identity resolution rules: the kinds, the values never trusted, the hash secret."""
 
     kinds: list[IdentityKind] = Field(default_factory=_default_identity_kinds)
@@ -196,7 +120,7 @@ class IdentityConfig(_Model):
 FeatureType = Literal["count", "sum", "last", "last_distinct", "first_time", "last_time", "cart"]
 
 
-class FeatureConfig(_Model):
+class FeatureConfig(ConfigModel):
     """A computed feature the stream processor keeps on every profile.
 
     - `count`: events named `event` (in `window`, if set);
@@ -219,7 +143,7 @@ class FeatureConfig(_Model):
     @field_validator("window")
     @classmethod
     def _window(cls, value: str | None) -> str | None:
-        return None if value is None else _check_duration(value)
+        return None if value is None else check_duration(value)
 
     @model_validator(mode="after")
     def _needs(self) -> FeatureConfig:
@@ -232,7 +156,7 @@ class FeatureConfig(_Model):
         return self
 
 
-class SegmentConfig(_Model):
+class SegmentConfig(ConfigModel):
     """A real-time segment: profiles for which `condition` holds."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
@@ -240,234 +164,7 @@ class SegmentConfig(_Model):
     condition: Any
 
 
-class LogConfig(_Model):
-    """The event log backend.
-
-    `type`: `sqlite` (a file, embedded), `redis` (Redis Streams, one stream per partition)
-    or `auto` (Redis when `redis.url` / TOUCHPOINT_REDIS_URL is set, else SQLite).
-    """
-
-    type: Literal["auto", "sqlite", "redis"] = "auto"
-    partitions: int = Field(default=8, ge=1, le=1024)
-    path: str | None = Field(default=None, description="Defaults to <data_dir>/log.sqlite3.")
-    synchronous: Literal["full", "normal"] = "full"
-
-
-class StreamConfig(_Model):
-    """The stream processor.
-
-    `poll_interval`: how long an idle processor waits before looking at the log again when
-    no append notification can reach it (a `touchpoint worker` in its own process); within
-    `touchpoint serve` appends wake it at once. `segment_refresh`: how often segments whose
-    conditions depend on time alone (`within`, windows) are swept. `lease_ttl`: how long a
-    worker keeps its partitions after its last heartbeat; the partitions of a worker that died
-    move to the others after at most this long.
-    """
-
-    poll_interval: str = "20ms"
-    segment_refresh: str = "5m"
-    lease_ttl: str = "10s"
-
-    @field_validator("poll_interval", "segment_refresh", "lease_ttl")
-    @classmethod
-    def _durations(cls, value: str) -> str:
-        return _check_duration(value)
-
-
-class StoreConfig(_Model):
-    """A state store backend (profiles, rejected events, decisions, definitions, audit).
-
-    `type`: `sqlite` (a file under the data directory, or `path`), `postgres`, or `auto`
-    (PostgreSQL when `postgres.url` / TOUCHPOINT_POSTGRES_URL is set, else SQLite).
-    """
-
-    type: Literal["auto", "sqlite", "postgres"] = "auto"
-    path: str | None = None
-
-
-_SCHEMA_NAME = r"^[a-z_][a-z0-9_]{0,62}$"
-
-
-class PostgresConfig(_Model):
-    """The PostgreSQL server of server mode. `url` is a libpq URL
-    (`postgresql://user:password@host:5432/db`); TOUCHPOINT_POSTGRES_URL overrides it, which
-    is the place for a password. Every table lives in `schema` (created if missing).
-    `migrate_on_start`: apply pending migrations when a process opens the workspace; when
-    false, a schema behind the code is refused with a message to run `touchpoint migrate`.
-    """
-
-    url: str | None = None
-    schema_name: str = Field(default="touchpoint", alias="schema", pattern=_SCHEMA_NAME)
-    pool_min: int = Field(default=1, ge=0, le=100)
-    pool_max: int = Field(default=8, ge=1, le=200)
-    connect_timeout: str = "5s"
-    migrate_on_start: bool = True
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    @field_validator("connect_timeout")
-    @classmethod
-    def _timeout(cls, value: str) -> str:
-        return _check_duration(value)
-
-    @model_validator(mode="after")
-    def _pool(self) -> PostgresConfig:
-        if self.pool_min > self.pool_max:
-            raise ValueError("pool_min must not exceed pool_max")
-        return self
-
-
-class RedisConfig(_Model):
-    """The Redis server of server mode: the event log (when `log.type` is redis or auto) and a
-    read-through cache of hot profiles. `url`: `redis://host:6379/0` (TOUCHPOINT_REDIS_URL
-    overrides it). Every key starts with `prefix:`. `cache_ttl`: how long a cached profile
-    lives at most ("0s" turns the cache off); every profile change invalidates it anyway.
-    """
-
-    url: str | None = None
-    prefix: str = Field(default="touchpoint", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
-    cache_ttl: str = "1h"
-    socket_timeout: str = "5s"
-
-    @field_validator("cache_ttl", "socket_timeout")
-    @classmethod
-    def _durations(cls, value: str) -> str:
-        return _check_duration(value)
-
-
-class WarehouseConfig(_Model):
-    """The analytics warehouse (Parquet files queried with DuckDB, see warehouse/).
-
-    `path`: defaults to <data_dir>/warehouse. Applied events are copied from the log once
-    `flush_rows` of them are pending or the oldest has waited `flush_interval`, checked
-    every `sync_interval` by `serve` and `worker`; large files keep queries fast.
-    """
-
-    enabled: bool = True
-    path: str | None = None
-    flush_rows: int = Field(default=50_000, ge=1)
-    flush_interval: str = "1m"
-    sync_interval: str = "5s"
-
-    @field_validator("flush_interval", "sync_interval")
-    @classmethod
-    def _durations(cls, value: str) -> str:
-        return _check_duration(value)
-
-
-MODEL_JOBS = (
-    "rfm",
-    "clusters",
-    "lifecycle",
-    "propensity",
-    "churn",
-    "lifetime",
-    "recommendations",
-)
-
-
-class ScheduleConfig(_Model):
-    """When `serve` and `worker` retrain: `every` (e.g. `1h`, `1d`)."""
-
-    every: str
-
-    @field_validator("every")
-    @classmethod
-    def _every(cls, value: str) -> str:
-        if parse_duration(value).total_seconds() < 60:
-            raise ValueError("retraining more often than every minute is not supported")
-        return value
-
-
-class RecommenderConfig(_Model):
-    """The workspace recommender `touchpoint train` fits: `algorithm` (default: the best of
-    the MovieLens benchmark), `k` items precomputed for each profile active within
-    `active_days`."""
-
-    algorithm: str | None = None
-    k: int = Field(default=10, ge=1, le=100)
-    active_days: int = Field(default=30, ge=1)
-
-
-class ModelsConfig(_Model):
-    """What the models learn from and how they are trained.
-
-    Events: which mean a purchase, a product view and an add to cart (Segment's e-commerce
-    spec by default), and how much each kind of interaction with an item weighs for the
-    recommender. `train`: the models `touchpoint train` fits (all by default);
-    `schedule.every`: retrain in the background of `serve` / `worker`; `tolerance`: how much
-    worse (absolute, in the model's validation metric) a new version may be and still
-    replace the serving one; `horizon_days`: the window propensity, churn and lifetime value
-    predict; `recent_feature`: the profile feature (a `last_distinct` of item ids) that
-    holds the session's recent items for recommendations (default: the first
-    `last_distinct` feature of `product_id`, `item_id` or `sku`).
-    """
-
-    purchase_event: str = "Order Completed"
-    view_event: str = "Product Viewed"
-    cart_event: str = "Product Added"
-    interaction_weights: dict[str, float] = Field(
-        default_factory=lambda: {
-            "Product Viewed": 1.0,
-            "Product Clicked": 1.0,
-            "Product Added": 3.0,
-            "Order Completed": 5.0,
-        }
-    )
-    train: list[str] = Field(default_factory=lambda: list(MODEL_JOBS))
-    schedule: ScheduleConfig | None = None
-    tolerance: float = Field(default=0.01, ge=0)
-    horizon_days: int = Field(default=30, ge=1, le=730)
-    seed: int = 0
-    recent_feature: str | None = None
-    recommender: RecommenderConfig = Field(default_factory=RecommenderConfig)
-
-    @field_validator("train")
-    @classmethod
-    def _known(cls, value: list[str]) -> list[str]:
-        unknown = [name for name in value if name not in MODEL_JOBS]
-        if unknown:
-            raise ValueError(f"unknown model {unknown[0]!r} (known: {', '.join(MODEL_JOBS)})")
-        return value
-
-
-MAX_EVENT_DEPTH = 128
-"""The deepest nesting `collect.max_depth` may allow: far enough below orjson's 254 levels
-(and SQLite's JSON limit of 1,000) that an accepted event is always readable and exportable,
-with the levels a response wraps around it."""
-
-
-class CollectConfig(_Model):
-    """Collection limits and dedup.
-
-    Per request: `max_event_bytes` (32 KB) and `max_batch_bytes` (500 KB, after gzip is
-    undone) and `max_batch_events` (2,500), Segment's limits. Per source: `rate_limit`, the
-    default of every source without its own. The rejected store keeps a refused event for
-    `rejected_retention` after it was last seen, at most `rejected_per_source` of them per
-    source (beyond that new ones are counted, not stored); identical refusals share a row.
-    `max_depth`: how deeply objects and arrays may nest in one event (the event itself is
-    level 1); `max_object_keys` / `max_array_items`: how wide one object or array may be.
-    An event over a limit is rejected naming the path (see `collect.shape`).
-    """
-
-    dedup_window: str = "24h"
-    max_event_bytes: int = 32 * 1024
-    max_batch_bytes: int = 500 * 1024
-    max_batch_events: int = Field(default=2500, ge=1)
-    rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
-    rejected_retention: str = "7d"
-    rejected_per_source: int = Field(default=50_000, ge=1)
-    max_depth: int = Field(default=32, ge=2, le=MAX_EVENT_DEPTH)
-    max_object_keys: int = Field(default=1000, ge=1)
-    max_array_items: int = Field(default=1000, ge=1)
-
-    @field_validator("dedup_window", "rejected_retention")
-    @classmethod
-    def _window(cls, value: str) -> str:
-        return _check_duration(value)
-
-
-class TouchpointConfig(_Model):
+class TouchpointConfig(ConfigModel):
     """A whole workspace."""
 
     workspace: str = "default"

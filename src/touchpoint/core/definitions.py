@@ -17,15 +17,14 @@ from typing import Any, Literal
 
 import orjson
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
     model_validator,
 )
 
-from touchpoint.core.clock import isoformat, parse_duration, parse_timestamp
+from touchpoint.core.clock import isoformat, parse_timestamp
+from touchpoint.core.config_base import ConfigModel, check_duration
 from touchpoint.core.errors import DefinitionError, format_location
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
@@ -38,11 +37,7 @@ MAX_WHOLE = 10**9
 and within what every store and the JSON a version is kept as can hold."""
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ConsentPurpose(_Model):
+class ConsentPurpose(ConfigModel):
     """A purpose people consent to. `default`: what holds until the person says otherwise
     (opt-in regions need `false`)."""
 
@@ -58,7 +53,7 @@ def _default_purposes() -> dict[str, ConsentPurpose]:
     }
 
 
-class ConsentConfig(_Model):
+class ConsentConfig(ConfigModel):
     """Consent purposes and what happens to events without `analytics` consent.
 
     `without_analytics`: `anonymize` keeps such events only stripped of every identifier
@@ -85,7 +80,7 @@ class ConsentConfig(_Model):
         return declared.default if declared is not None else False
 
 
-class CapConfig(_Model):
+class CapConfig(ConfigModel):
     """A frequency cap: at most `max` decisions showing this content to one person per `per`."""
 
     max: int = Field(ge=1, le=MAX_WHOLE)
@@ -94,11 +89,10 @@ class CapConfig(_Model):
     @field_validator("per")
     @classmethod
     def _per(cls, value: str) -> str:
-        parse_duration(value)
-        return value
+        return check_duration(value)
 
 
-class RecommendationsConfig(_Model):
+class RecommendationsConfig(ConfigModel):
     """Fill a content item with a recommender's items for the person.
 
     `model`: the registry's recommender (`recommendations`, trained by `touchpoint train`);
@@ -119,7 +113,7 @@ class RecommendationsConfig(_Model):
         return self
 
 
-class ContentConfig(_Model):
+class ContentConfig(ConfigModel):
     """An item that can fill a placement.
 
     `payload` (JSON) and/or `template` (Liquid, rendered with the profile document and the
@@ -177,7 +171,7 @@ class ContentConfig(_Model):
         return self
 
 
-class PlacementConfig(_Model):
+class PlacementConfig(ConfigModel):
     """A named slot on a channel (`home_hero`, `email_banner`).
 
     Candidates: content that lists this placement in its `placements`, plus content carrying
@@ -196,7 +190,7 @@ class PlacementConfig(_Model):
     policy: Literal["priority"] = "priority"
 
 
-class Definitions(_Model):
+class Definitions(ConfigModel):
     """The versioned set: placements and their content."""
 
     placements: list[PlacementConfig] = Field(default_factory=list)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from touchpoint.core.errors import Forbidden
 
 if TYPE_CHECKING:
-    from touchpoint.core.config import SourceConfig
+    from touchpoint.core.config_sources import SourceConfig
 
 USER_HASH_FIELD = "user_hash"
 """The field carrying the signature: top level of a decide body, `context` of an event."""

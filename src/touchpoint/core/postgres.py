@@ -23,7 +23,7 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from touchpoint.core.clock import parse_duration
-from touchpoint.core.config import PostgresConfig
+from touchpoint.core.config_stores import PostgresConfig
 from touchpoint.core.errors import ServiceUnavailableAtStart, Unavailable
 from touchpoint.core.leftovers import Leftover
 

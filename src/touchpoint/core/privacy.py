@@ -27,7 +27,9 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
+
+from touchpoint.core.config_base import ConfigModel
 
 PathAction = Literal["hash", "drop", "keep", "truncate"]
 PATH_ROOTS = ("traits", "properties", "context")
@@ -52,7 +54,7 @@ def parse_path(text: str) -> tuple[str, ...]:
     return segments
 
 
-class PrivacyRule(BaseModel):
+class PrivacyRule(ConfigModel):
     """What happens to the values at `path`.
 
     `hash`: a keyed hash (`h1:`), of every text or number under the path; with `as` (an
@@ -62,7 +64,7 @@ class PrivacyRule(BaseModel):
     scan. `truncate`: an IP address cut to its network (/24, /48); anything else dropped.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(populate_by_name=True)  # `as` in the file, `as_kind` here
 
     path: str
     action: PathAction
@@ -75,10 +77,8 @@ class PrivacyRule(BaseModel):
         return value
 
 
-class PrivacyConfig(BaseModel):
+class PrivacyConfig(ConfigModel):
     """Personal data in events beyond identity kinds; see the module docstring."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     paths: list[PrivacyRule] = Field(default_factory=list)
     ip: Literal["truncate", "keep", "drop"] = "truncate"

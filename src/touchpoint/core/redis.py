@@ -15,7 +15,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from touchpoint.core.clock import parse_duration
-from touchpoint.core.config import RedisConfig
+from touchpoint.core.config_stores import RedisConfig
 from touchpoint.core.errors import ServiceUnavailableAtStart, Unavailable
 from touchpoint.core.postgres import first_line, redact_url
 

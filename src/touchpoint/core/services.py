@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from touchpoint.core.config import StoreConfig, TouchpointConfig
+from touchpoint.core.config import TouchpointConfig
+from touchpoint.core.config_stores import StoreConfig
 from touchpoint.core.errors import ServiceUnavailableAtStart
 from touchpoint.core.postgres import POSTGRES_SETTING, Postgres
 from touchpoint.core.redis import REDIS_SETTING, RedisService

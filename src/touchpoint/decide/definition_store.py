@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from touchpoint.core.clock import utcnow
-from touchpoint.core.config import StoreConfig
+from touchpoint.core.config_stores import StoreConfig
 from touchpoint.core.definitions import Definitions
 from touchpoint.profiles.store import Page
 

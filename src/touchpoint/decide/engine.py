@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from touchpoint.collect.pii import IdentityHasher
@@ -39,12 +39,23 @@ from touchpoint.core.config import TouchpointConfig
 from touchpoint.core.definitions import PERSONALIZATION
 from touchpoint.core.errors import InvalidInput, NotFound
 from touchpoint.core.metrics import Metrics
+from touchpoint.decide.caps import RequestCaps
 from touchpoint.decide.catalog import Catalog, CompiledContent, CompiledPlacement
 from touchpoint.decide.definition_store import DefinitionStore
 from touchpoint.decide.log import DecisionLog, DecisionRecord
 from touchpoint.decide.policy import Policy, default_policies
 from touchpoint.decide.recommendations import RecommendationSource, RecommendedItems
 from touchpoint.decide.render import TemplateRenderError
+from touchpoint.decide.results import (
+    ELIGIBLE,
+    EMPTY,
+    FALLBACK,
+    NO_CONSENT,
+    RENDER_ERROR,
+    DecideRequest,
+    DecideResult,
+    PlacementDecision,
+)
 from touchpoint.govern.tombstones import tombstone_key
 from touchpoint.profiles.identity import IdentityResolver
 from touchpoint.profiles.model import Identity, Profile
@@ -53,116 +64,6 @@ from touchpoint.profiles.view import profile_document
 from touchpoint.stream.features import FeatureEngine
 
 logger = logging.getLogger(__name__)
-
-ELIGIBLE = "eligible"
-FALLBACK = "fallback"
-NO_CONSENT = "no_consent"
-RENDER_ERROR = "render_error"
-EMPTY = "empty"
-
-
-@dataclass(frozen=True, slots=True)
-class DecideRequest:
-    """Who is asking (`identities`: kind -> value as the caller knows it, raw or hashed for
-    PII kinds), in which `context` (page, device…), for which placements (in order)."""
-
-    identities: Mapping[str, str]
-    placements: Sequence[str]
-    context: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class PlacementDecision:
-    """What one placement shows: the content (None if nothing), its payload and rendered
-    HTML (None without a template), why (`reason`), and the policy and its propensity."""
-
-    placement: str
-    content_id: str | None
-    payload: dict[str, Any] | None
-    html: str | None
-    reason: str
-    policy: str
-    propensity: float
-
-    def to_dict(self) -> dict[str, Any]:
-        """The API's shape of one placement."""
-        return {
-            "content_id": self.content_id,
-            "payload": self.payload,
-            "html": self.html,
-            "reason": self.reason,
-            "policy": self.policy,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class DecideResult:
-    """One decision: its id, the person (`profile_id` None for someone without a profile
-    yet; `subject` the identity decisions are keyed on), the definitions version used, and
-    one PlacementDecision per requested placement, in request order."""
-
-    decision_id: str
-    profile_id: str | None
-    subject: str
-    definitions_version: int
-    at: str
-    placements: dict[str, PlacementDecision]
-
-    def to_dict(self, *, with_profile_id: bool = True) -> dict[str, Any]:
-        """The API's response body; without `profile_id` for a caller that must not learn
-        it (a write key), so the answer has one shape for a known person and a stranger."""
-        body: dict[str, Any] = {"decision_id": self.decision_id}
-        if with_profile_id:
-            body["profile_id"] = self.profile_id
-        body["definitions_version"] = self.definitions_version
-        body["placements"] = {name: item.to_dict() for name, item in self.placements.items()}
-        return body
-
-
-class _Caps:
-    """One request's view of frequency caps: counts read from the decision log lazily, once
-    per distinct window, for every content capped over that window."""
-
-    __slots__ = ("_catalog", "_counts", "_decisions", "_now", "_profile_id", "_subjects")
-
-    def __init__(
-        self,
-        decisions: DecisionLog,
-        catalog: Catalog,
-        profile_id: str | None,
-        subjects: list[str],
-        now: datetime,
-    ) -> None:
-        self._decisions = decisions
-        self._catalog = catalog
-        self._profile_id = profile_id
-        self._subjects = subjects
-        self._now = now
-        self._counts: dict[timedelta, dict[str, int]] = {}
-
-    def _window(self, window: timedelta) -> dict[str, int]:
-        counts = self._counts.get(window)
-        if counts is None:
-            counts = dict(
-                self._decisions.shown_counts(
-                    profile_id=self._profile_id,
-                    subjects=self._subjects,
-                    content_ids=self._catalog.cap_windows.get(window, frozenset()),
-                    since=isoformat(self._now - window),
-                )
-            )
-            self._counts[window] = counts
-        return counts
-
-    def reached(self, item: CompiledContent) -> bool:
-        """Whether any of the item's caps is reached for this person."""
-        return any(self._window(cap.window).get(item.id, 0) >= cap.max for cap in item.caps)
-
-    def shown(self, item: CompiledContent) -> None:
-        """Count a choice made in this request (two placements may show the same item)."""
-        for cap in item.caps:
-            counts = self._window(cap.window)
-            counts[item.id] = counts.get(item.id, 0) + 1
 
 
 @dataclass(slots=True)
@@ -176,7 +77,7 @@ class _Person:
     context: Mapping[str, Any]
     now: datetime
     at: str
-    caps: _Caps
+    caps: RequestCaps
     conditions: dict[int, bool] = field(default_factory=dict)
     recommended: dict[tuple[str, int], RecommendedItems | None] = field(default_factory=dict)
 
@@ -328,7 +229,7 @@ class Decider:
                 context=context,
                 now=now,
                 at=at,
-                caps=_Caps(self._decisions, catalog, profile_id, subjects, now),
+                caps=RequestCaps(self._decisions, catalog, profile_id, subjects, now),
             )
             decided = [self._decide_placement(placement, person) for placement in placements]
         else:

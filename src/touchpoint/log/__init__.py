@@ -13,7 +13,7 @@ from touchpoint.log.base import AppendResult, EventLog, LogEntry, LogRecord, par
 from touchpoint.log.sqlite import SqliteEventLog
 
 if TYPE_CHECKING:
-    from touchpoint.core.config import LogConfig
+    from touchpoint.core.config_stores import LogConfig
     from touchpoint.core.postgres import Postgres
     from touchpoint.core.redis import RedisService
 

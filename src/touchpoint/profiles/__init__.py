@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from touchpoint.core.config import StoreConfig
+from touchpoint.core.config_stores import StoreConfig
 from touchpoint.core.errors import DefinitionError
 from touchpoint.profiles.identity import IdentityResolver, Resolution, SkippedIdentity
 from touchpoint.profiles.model import Identity, MergeRecord, Profile

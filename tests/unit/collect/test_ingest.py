@@ -12,7 +12,8 @@ from tests.conftest import STRICT_KEY, TEST_CONFIG, WRITE_KEY
 from touchpoint.collect.ingest import Collector
 from touchpoint.collect.pii import IdentityHasher
 from touchpoint.collect.rejected import NewRejected
-from touchpoint.core.config import IdentityVerificationConfig, SourceConfig, parse_config
+from touchpoint.core.config import parse_config
+from touchpoint.core.config_sources import IdentityVerificationConfig, SourceConfig
 from touchpoint.core.identity_verification import user_hash
 from touchpoint.log.base import AppendResult, LogRecord
 

@@ -1,7 +1,7 @@
 import pytest
 
 from touchpoint.collect.plan import TrackingPlan
-from touchpoint.core.config import TrackingPlanConfig
+from touchpoint.core.config_sources import TrackingPlanConfig
 from touchpoint.core.errors import DefinitionError
 
 PLAN = TrackingPlanConfig.model_validate(

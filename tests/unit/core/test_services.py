@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 from tests import servers
 from tests.conftest import TEST_CONFIG, write_config
 from touchpoint.cli.main import app
-from touchpoint.core.config import PostgresConfig, RedisConfig, StoreConfig, parse_config
+from touchpoint.core.config import parse_config
+from touchpoint.core.config_stores import PostgresConfig, RedisConfig, StoreConfig
 from touchpoint.core.errors import DefinitionError, ServiceUnavailableAtStart, Unavailable
 from touchpoint.core.postgres import Migration, Postgres, redact_url
 from touchpoint.core.redis import RedisService

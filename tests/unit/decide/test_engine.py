@@ -19,7 +19,8 @@ from touchpoint.core.clock import isoformat
 from touchpoint.core.definitions import parse_definitions
 from touchpoint.core.errors import InvalidInput, NotFound
 from touchpoint.core.settings import load_settings
-from touchpoint.decide.engine import Decider, DecideRequest
+from touchpoint.decide.engine import Decider
+from touchpoint.decide.results import DecideRequest
 from touchpoint.decide.sqlite_definitions import SqliteDefinitionStore
 from touchpoint.decide.sqlite_log import SqliteDecisionLog
 from touchpoint.runtime import Workspace

@@ -250,7 +250,7 @@ def test_a_reopened_workspace_keeps_every_store_and_migrates_nothing(postgres: P
 _APPLIER = """
 import json, sys, time
 from pathlib import Path
-from touchpoint.core.config import PostgresConfig
+from touchpoint.core.config_stores import PostgresConfig
 from touchpoint.core.definitions import Definitions
 from touchpoint.core.postgres import Postgres
 from touchpoint.decide.postgres_definitions import PostgresDefinitionStore

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests import servers
-from touchpoint.core.config import RedisConfig
+from touchpoint.core.config_stores import RedisConfig
 from touchpoint.core.errors import DefinitionError, Unavailable
 from touchpoint.core.postgres import Postgres
 from touchpoint.core.redis import RedisService

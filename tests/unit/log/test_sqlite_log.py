@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from touchpoint.core.config import LogConfig
+from touchpoint.core.config_stores import LogConfig
 from touchpoint.core.errors import DefinitionError, Unavailable
 from touchpoint.log import LogRecord, SqliteEventLog, build_event_log
 from touchpoint.log.sqlite_transaction import WriteTransaction

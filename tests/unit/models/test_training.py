@@ -165,7 +165,7 @@ def apply_recs(workspace: Workspace) -> None:
 
 
 def test_decide_fills_a_placement_from_the_trained_recommender(shop: Workspace) -> None:
-    from touchpoint.decide.engine import DecideRequest
+    from touchpoint.decide.results import DecideRequest
 
     outcome = trainer(shop).run(["recommendations"], as_of=NOW)[0]
     assert outcome.status == "promoted", outcome.reason
@@ -207,7 +207,7 @@ def test_a_version_that_fails_to_load_leaves_the_previous_one_serving(shop: Work
 
 
 def test_without_a_model_decisions_fill_from_popular_items(tmp_path: Path) -> None:
-    from touchpoint.decide.engine import DecideRequest
+    from touchpoint.decide.results import DecideRequest
 
     workspace = open_workspace(tmp_path)
     try:

@@ -18,7 +18,7 @@ import redis
 from tests import servers
 from tests.conftest import TEST_CONFIG, WRITE_KEY, drain, write_config
 from touchpoint.core.clock import utcnow
-from touchpoint.core.config import RedisConfig
+from touchpoint.core.config_stores import RedisConfig
 from touchpoint.core.metrics import Metrics
 from touchpoint.core.redis import RedisService
 from touchpoint.core.settings import load_settings

@@ -39,7 +39,7 @@ from touchpoint.api.schemas.security import WRITE_KEY
 from touchpoint.collect.events import plausible_time
 from touchpoint.collect.ingest import CollectResult, PreparedBatch
 from touchpoint.core.clock import parse_timestamp
-from touchpoint.core.config import SourceConfig
+from touchpoint.core.config_sources import SourceConfig
 from touchpoint.core.errors import BadRequest, PayloadTooLarge
 from touchpoint.runtime import Workspace
 

@@ -39,12 +39,12 @@ from touchpoint.api.routers.collect import parse_json, read_body
 from touchpoint.api.schemas.decide import DecideResponse, PlacementDetail, PlacementList
 from touchpoint.api.schemas.errors import ADMIN_ERRORS, error_responses
 from touchpoint.api.schemas.security import DECIDE_KEYS, SecretKeyScheme
-from touchpoint.core.config import SourceConfig
+from touchpoint.core.config_sources import SourceConfig
 from touchpoint.core.errors import BadRequest, Forbidden, InvalidInput, Unauthorized
 from touchpoint.core.identity_verification import USER_HASH_FIELD
 from touchpoint.core.keys import same_key
 from touchpoint.decide.client import check_client_identities
-from touchpoint.decide.engine import DecideRequest
+from touchpoint.decide.results import DecideRequest
 from touchpoint.runtime import Workspace
 
 router = APIRouter(tags=["decide"])

@@ -24,7 +24,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import HTMLResponse
 
 from touchpoint.api.deps import WorkspaceDep
-from touchpoint.core.config import SourceConfig
+from touchpoint.core.config_sources import SourceConfig
 from touchpoint.core.errors import NotFound
 from touchpoint.core.identity_verification import USER_HASH_FIELD, user_hash
 from touchpoint.demo.showcase import VISITORS_FILE
