@@ -40,6 +40,17 @@ async def read_stores(workspace: Workspace, work: Callable[[], T]) -> T:
     return await run_in_threadpool(work)
 
 
+async def charge_source(workspace: Workspace, source: SourceConfig, events: int) -> None:
+    """Charge one request of a public key, carrying `events` events, to its source's rate
+    limits (`RateLimited`, a 429, when over): inline when the limiter is in-process, on the
+    threadpool when it is a Redis round trip."""
+    limiter = workspace.rate_limiter
+    if limiter.local:
+        limiter.admit(source, events)
+    else:
+        await run_in_threadpool(limiter.admit, source, events)
+
+
 def basic_user(request: Request) -> str | None:
     """The user name of HTTP Basic auth (Segment puts the write key there), if any."""
     header = request.headers.get("authorization", "")

@@ -29,7 +29,7 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
-from touchpoint.api.deps import WorkspaceDep, basic_user, source_for_key
+from touchpoint.api.deps import WorkspaceDep, basic_user, charge_source, source_for_key
 from touchpoint.api.errors import error_response
 from touchpoint.api.openapi import documented_body
 from touchpoint.api.responses import OrjsonResponse
@@ -169,11 +169,7 @@ async def _collect(workspace: Workspace, raw: bytes, parse: Callable[[], _Parsed
     collector = workspace.collector
     inline = len(raw) <= INLINE_BODY_BYTES
     parsed = parse() if inline else await run_in_threadpool(parse)
-    limiter = workspace.rate_limiter
-    if limiter.local:
-        limiter.admit(parsed.source, len(parsed.messages))
-    else:
-        await run_in_threadpool(limiter.admit, parsed.source, len(parsed.messages))
+    await charge_source(workspace, parsed.source, len(parsed.messages))
 
     def prepare() -> PreparedBatch:
         return collector.prepare(

@@ -30,9 +30,8 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
 
-from touchpoint.api.deps import AdminKey, WorkspaceDep, basic_user, read_stores
+from touchpoint.api.deps import AdminKey, WorkspaceDep, basic_user, charge_source, read_stores
 from touchpoint.api.openapi import documented_body
 from touchpoint.api.responses import OrjsonResponse
 from touchpoint.api.routers.collect import parse_json, read_body
@@ -154,11 +153,7 @@ async def decide(request: Request) -> OrjsonResponse:
     workspace: Workspace = request.app.state.workspace
     source = authorize_decide(request, workspace)
     if source is not None:  # a public key: each decision it asks for is charged to its source
-        limiter = workspace.rate_limiter
-        if limiter.local:
-            limiter.admit(source, 0)
-        else:
-            await run_in_threadpool(limiter.admit, source, 0)
+        await charge_source(workspace, source, 0)
     raw = await read_body(request, MAX_BODY_BYTES)
     decider = workspace.decider
     body = parse_json(raw)
