@@ -407,8 +407,8 @@ class Decider:
             document = {**document, "items": items}
         try:
             html = self._render(item, placement.name, document, context)
-        except Exception as error:
-            self._template_failed(_as_render_error(item, error), placement.name)
+        except TemplateRenderError as error:
+            self._template_failed(error, placement.name)
             return self._fallback(placement, person.document, context, FALLBACK, after_error=True)
         return PlacementDecision(
             placement.name, item.id, payload, html, ELIGIBLE, choice.policy, choice.propensity
@@ -459,8 +459,8 @@ class Decider:
             )
         try:
             html = self._render(fallback, placement.name, document, context)
-        except Exception as error:
-            self._template_failed(_as_render_error(fallback, error), placement.name)
+        except TemplateRenderError as error:
+            self._template_failed(error, placement.name)
             if reason != NO_CONSENT:
                 reason = RENDER_ERROR
             return PlacementDecision(
@@ -500,10 +500,3 @@ class Decider:
             "content %s on placement %s skipped: %s", error.content_id, placement, error.reason
         )
         self._metrics.template_errors.labels(error.content_id).inc()
-
-
-def _as_render_error(item: CompiledContent, error: Exception) -> TemplateRenderError:
-    """Any failure while rendering `item` as the TemplateRenderError that names it."""
-    if isinstance(error, TemplateRenderError):
-        return error
-    return TemplateRenderError(item.id, f"{type(error).__name__}: {error}")

@@ -186,7 +186,21 @@ class CompiledTemplate:
         self, document: Mapping[str, Any], *, context: Mapping[str, Any], placement: str
     ) -> str:
         """The HTML for one person (`document`, the request `context`) on `placement`, with
-        the content's own payload; TemplateRenderError naming the content if it fails."""
+        the content's own payload; TemplateRenderError naming the content if it fails, and
+        nothing else: whatever goes wrong (building the variables, the memo's key, the
+        render) fails this content only."""
+        try:
+            return self._render_for(document, context, placement)
+        except TemplateRenderError:
+            raise
+        except Exception as error:
+            raise TemplateRenderError(
+                self.content_id, f"{type(error).__name__}: {error}"
+            ) from error
+
+    def _render_for(
+        self, document: Mapping[str, Any], context: Mapping[str, Any], placement: str
+    ) -> str:
         reads = self.reads
         remembered: str | _Failed | None
         if reads == ():

@@ -13,6 +13,7 @@ from pydantic import Field
 
 from touchpoint.api.schemas.common import Out
 from touchpoint.api.schemas.definitions import ContentItem
+from touchpoint.core.identity_verification import USER_HASH_FIELD
 
 
 def decide_body_schema(identity_kinds: Sequence[str], max_placements: int) -> dict[str, Any]:
@@ -47,7 +48,7 @@ def decide_body_schema(identity_kinds: Sequence[str], max_placements: int) -> di
                 "uniqueItems": True,
                 "description": "the placements to fill, by name",
             },
-            "user_hash": {
+            USER_HASH_FIELD: {
                 "type": "string",
                 "description": (
                     "with a write key: hex HMAC-SHA256 of `user_id` under the source's "

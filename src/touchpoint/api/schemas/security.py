@@ -57,8 +57,5 @@ SecretKeyScheme = Security(
 WRITE_KEY: dict[str, Any] = {"security": [{"writeKey": []}]}
 """`openapi_extra` of a route that takes a write key (Basic, or `writeKey` in the body)."""
 
-SECRET_KEY: dict[str, Any] = {"security": [{"secretKey": []}]}
-"""`openapi_extra` of a route that needs the secret key."""
-
 DECIDE_KEYS: dict[str, Any] = {"security": [{"secretKey": []}, {"writeKey": []}, {"clientKey": []}]}
 """`openapi_extra` of `/v1/decide`: the secret key, or a client-decisions write key."""
