@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 
@@ -223,6 +224,17 @@ def test_a_signed_identify_links_the_device_and_the_signature_is_not_stored(
         entry.payload for partition in range(log.partitions) for entry in log.read(partition, 0)
     ]
     assert stored and all(signature.encode() not in payload for payload in stored)
+
+
+def test_a_signature_on_an_event_refused_for_another_reason_is_not_kept_either(
+    client: TestClient, workspace: Workspace, victim: str
+) -> None:
+    signature = site_hash(workspace, VICTIM)
+    event = {"type": "track", "userId": VICTIM, "context": {"user_hash": signature}}  # no name
+    response = client.post("/v1/batch", json={"batch": [event]}, headers=basic(CLIENT_KEY))
+    assert response.status_code == 400, response.text
+    kept = workspace.rejected.list().items
+    assert kept and all(signature not in orjson.dumps(item.event).decode() for item in kept)
 
 
 def test_an_email_trait_from_the_client_source_does_not_link_the_device(

@@ -226,6 +226,9 @@ def test_redoc_loads_from_this_server_too(client: TestClient) -> None:
     urls = [first or second for first, second in LOCAL_URL.findall(page.text)]
     assert urls and all(url.startswith("/") for url in urls), urls
     assert "fonts.googleapis.com" not in page.text
+    for url in urls:
+        asset = client.get(url)
+        assert asset.status_code == 200 and asset.content, url
 
 
 # -- the contract, with schemathesis -------------------------------------------------------------

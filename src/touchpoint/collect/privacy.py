@@ -31,6 +31,7 @@ import orjson
 
 from touchpoint.collect.pii import IdentifierRefused, IdentityHasher, identifier_text, normalize
 from touchpoint.core.config import TouchpointConfig, identity_paths
+from touchpoint.core.identity_verification import USER_HASH_FIELD
 from touchpoint.core.privacy import BUILTIN_AS, PrivacyRule, default_rules, parse_path
 
 Path = tuple[str, ...]
@@ -109,6 +110,9 @@ class PrivacyPolicy:
             for pattern in _patterns(rule.path):
                 if pattern not in self._identity_paths:
                     rules.append(self._compile(rule, pattern, kinds))
+        # A signature is a credential: dropped from every copy kept (the log's, after the
+        # collector checked it, and the rejected store's), whatever the rules say.
+        rules.append(_Rule(("context", USER_HASH_FIELD), "drop"))
         # `keep` rules change nothing: they only exempt their paths from the email scan.
         self._rules = tuple(rule for rule in rules if rule.action != "keep")
         self._scanned = config.privacy.emails != "keep"

@@ -14,6 +14,7 @@ import hmac
 from typing import TYPE_CHECKING, Any
 
 from touchpoint.core.errors import Forbidden
+from touchpoint.core.keys import same_key
 
 if TYPE_CHECKING:
     from touchpoint.core.config_sources import SourceConfig
@@ -35,10 +36,8 @@ def user_hash(secret: str, user_id: str) -> str:
 
 def verify_user_hash(secret: str, user_id: str, given: object) -> bool:
     """Whether `given` is the signature of `user_id` (hex, either case), compared in constant
-    time. Anything that is not a string, or not ASCII, is simply not a match."""
-    if not isinstance(given, str) or not given.isascii():
-        return False
-    return hmac.compare_digest(user_hash(secret, user_id), given.lower())
+    time (`core.keys.same_key`). Anything that is not a string is simply not a match."""
+    return isinstance(given, str) and same_key(given.lower(), user_hash(secret, user_id))
 
 
 class IdentityNotVerified(Forbidden):
