@@ -128,14 +128,14 @@ def settings(tmp_path: Path) -> Settings:
     return load_settings(path, tmp_path / "data", environ={}, enable_noop_endpoint=True)
 
 
-def test_clock() -> Clock:
+def fixed_clock() -> Clock:
     """A clock at TEST_START, running at real speed."""
     return Clock.starting_at(TEST_START)
 
 
 @pytest.fixture
 def clock() -> Clock:
-    return test_clock()
+    return fixed_clock()
 
 
 @pytest.fixture

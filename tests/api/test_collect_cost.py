@@ -173,7 +173,8 @@ def test_the_rejected_store_keeps_a_source_under_its_cap_and_within_retention(
     assert 'touchpoint_rejected_not_stored_total{source="web"} 1.0' in text
     clock.advance(timedelta(days=6))
     again = [{"type": "track", "userId": "u0"}]  # seen again: kept longer
-    assert client.post("/v1/batch", json={"batch": again}, headers=basic(WRITE_KEY)).status_code
+    refused_again = client.post("/v1/batch", json={"batch": again}, headers=basic(WRITE_KEY))
+    assert refused_again.status_code == 400
     clock.advance(timedelta(days=2))
     assert workspace.purge_rejected() == 1
     (kept,) = workspace.rejected.list().items

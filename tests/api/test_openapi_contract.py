@@ -27,8 +27,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.conftest import SECRET_KEY, WRITE_KEY, basic, bearer, drain
-from tests.conftest import test_clock as fixed_clock
+from tests.conftest import SECRET_KEY, WRITE_KEY, basic, bearer, drain, fixed_clock
 from touchpoint.api.app import create_app
 from touchpoint.core.settings import Settings
 from touchpoint.runtime import Workspace

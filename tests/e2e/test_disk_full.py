@@ -1,7 +1,8 @@
 """A full disk, for real: `touchpoint serve` on a small tmpfs fills it. While the disk is
 full the server refuses new events (503) and loses none it acknowledged, `/healthz` says
-the processor fails (503, with the reason), and once 8 MB are freed the workspace resumes
+the processor fails (503, with the reason), and once 16 MB are freed the workspace resumes
 by itself: the processor catches up, `/healthz` is 200 again and new events are taken.
+(With 8 MB freed it resumes, but catching up on the backlog fills the disk again.)
 
 Mounting a tmpfs needs root (as CI runs here); elsewhere the test skips, saying so."""
 

@@ -54,10 +54,13 @@ def test_a_stop_signal_closes_the_workspace(tmp_path: Path, signum: signal.Signa
     config = write_config(tmp_path, TEST_CONFIG)
     data_dir = tmp_path / "data"
     server = ServerProcess(data_dir, "--config", str(config)).start()
-    _send(server, 10)
-    assert server.process is not None
-    server.process.send_signal(signum)
-    code = server.process.wait(30)
+    try:
+        _send(server, 10)
+        assert server.process is not None
+        server.process.send_signal(signum)
+        code = server.process.wait(30)
+    finally:
+        server.stop()  # a no-op once it has exited
     # uvicorn re-raises SIGTERM after its graceful shutdown, so the process ends by it
     # (as systemd and Kubernetes expect); Ctrl-C ends with 0.
     assert code in (0, -signal.SIGTERM), server.log_tail()

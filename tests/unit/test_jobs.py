@@ -79,3 +79,10 @@ def test_scheduled_training_takes_turns_between_processes(tmp_path: Path) -> Non
         assert [(o.model, o.status) for o in outcomes] == [("rfm", "skipped")]
     finally:
         workspace.close()
+
+
+def test_a_serving_workspace_runs_the_warehouse_copy_and_the_rejected_store_s_retention(
+    workspace: Workspace,
+) -> None:
+    runner = workspace.start_jobs()
+    assert {"warehouse", "rejected"} <= {job.name for job in runner.jobs}

@@ -151,7 +151,9 @@ class MemoryRateLimiter(RateLimiter):
 
 
 # KEYS: one per limit. ARGV: now, then per limit its interval, burst and cost. Returns
-# {0, ""} when admitted (every tat stored, expiring when it is in the past), else
+# {0, ""} when admitted (every tat stored, expiring a minute after it is in the past: the
+# expiry runs on Redis's clock, `now` on the workspace's, so the margin must cover any gap
+# between them and between calls; a tat in the past means the same as none), else
 # {index of the limit with the longest wait (1-based), wait as text}.
 _GCRA_SCRIPT = """
 local now = tonumber(ARGV[1])
@@ -172,7 +174,7 @@ for i = 1, #KEYS do
 end
 if worst > 0 then return {worst, string.format('%.6f', wait)} end
 for i = 1, #KEYS do
-  local ttl = math.ceil((tats[i] - now) * 1000) + 1000
+  local ttl = math.ceil((tats[i] - now) * 1000) + 60000
   redis.call('SET', KEYS[i], string.format('%.6f', tats[i]), 'PX', ttl)
 end
 return {0, ''}

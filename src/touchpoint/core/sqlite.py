@@ -132,18 +132,12 @@ def checkpoint_truncate(
 
     A checkpoint cannot reset the log while a reader still uses a snapshot in it, nor while
     a writer holds the lock beyond `timeout`; it is tried `attempts` times, `pause` seconds
-    apart. Runs on a connection of its own (with secure delete on, like every other), so it
-    needs no store's lock and never runs inside a store's transaction."""
+    apart. Runs on a connection of its own, so it needs no store's lock and never runs
+    inside a store's transaction."""
     connection = sqlite3.connect(Path(path), isolation_level=None, timeout=timeout)
     try:
-        connection.execute(f"PRAGMA {SECURE_DELETE_PRAGMA}")
-        for attempt in range(attempts):
-            try:
-                busy, _, _ = connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-            except sqlite3.OperationalError as error:  # locked past the timeout
-                logger.info("%s: checkpoint attempt %d failed: %s", store, attempt + 1, error)
-                busy = 1
-            if not busy:
+        for _ in range(attempts):
+            if shrink_wal(connection):
                 return []
             sleep(pause)
     finally:

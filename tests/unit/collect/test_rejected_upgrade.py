@@ -43,9 +43,14 @@ def test_an_old_sqlite_file_is_upgraded_in_place(tmp_path: Path) -> None:
         ids = store.add([NewRejected("web", None, LATER, "invalid", [], 1)] * 2)
         assert ids[0] == ids[1] and store.list().items[0].occurrences == 2
         assert store.purge("2024-05-02T00:00:00.000Z") == 1
+        before = store.list().items
     finally:
         store.close()
-    SqliteRejectedStore(path).close()  # opening an upgraded file again changes nothing
+    again = SqliteRejectedStore(path)  # opening an upgraded file again changes nothing
+    try:
+        assert again.list().items == before
+    finally:
+        again.close()
 
 
 def test_an_old_postgres_schema_is_migrated(postgres: Postgres) -> None:

@@ -9,8 +9,14 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import drain
 from touchpoint.core.errors import Unavailable
-from touchpoint.core.sqlite import checkpoint_truncate, open_connection, write_transaction
+from touchpoint.core.sqlite import (
+    checkpoint_truncate,
+    open_connection,
+    write_transaction,
+)
+from touchpoint.runtime import Workspace
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, name TEXT NOT NULL);"
 
@@ -83,3 +89,23 @@ def test_a_reader_holding_a_snapshot_stops_the_truncation_and_says_so(tmp_path: 
     assert leftover.where.startswith("s.sqlite3-wal")
     reader.execute("COMMIT")
     assert checkpoint_truncate(path, store="test store") == []
+
+
+def test_the_busy_stores_keep_their_write_ahead_logs_near_8_mib(workspace: Workspace) -> None:
+    """The event log's and the profile store's WALs are checkpointed every 8 MiB and shrink
+    back to 8 MiB: on a full disk, what must be copied back to resume stays that small."""
+    source = workspace.settings.config.sources[0]
+    blob = "x" * 1000
+    for batch in range(30):
+        events = [
+            {"type": "identify", "userId": f"u{batch}-{n}", "traits": {"blob": blob}}
+            for n in range(500)
+        ]
+        workspace.collector.commit(workspace.collector.prepare(source, events))
+        drain(workspace)
+    data_dir = workspace.settings.data_dir
+    mib = 1024 * 1024
+    assert (data_dir / "log.sqlite3").stat().st_size > 24 * mib, "too little to show a bound"
+    for name in ("log.sqlite3-wal", "profiles.sqlite3-wal"):
+        size = (data_dir / name).stat().st_size
+        assert size <= 10 * mib, f"{name}: {size:,} bytes"
