@@ -42,8 +42,8 @@ from bench.common import (
     request_head,
     run_async,
 )
+from touchpoint.config.settings import DEFAULT_WORKSPACE
 from touchpoint.core.clock import utcnow
-from touchpoint.core.settings import DEFAULT_WORKSPACE
 from touchpoint.demo.catalog import build_catalog
 from touchpoint.demo.simulate import simulate_visitors
 from touchpoint.testing import ServerProcess

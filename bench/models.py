@@ -25,10 +25,10 @@ from datetime import timedelta
 from pathlib import Path
 
 from bench.common import Figure, Options, Section, percentile
+from touchpoint.config.settings import load_settings
 from touchpoint.core.clock import utcnow
-from touchpoint.core.definitions import parse_definitions
-from touchpoint.core.settings import load_settings
 from touchpoint.decide.results import DecideRequest
+from touchpoint.definitions.model import parse_definitions
 from touchpoint.demo.catalog import build_catalog
 from touchpoint.demo.models import catalog_table
 from touchpoint.demo.simulate import simulate_journeys

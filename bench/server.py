@@ -96,7 +96,7 @@ from bench.server_population import (
     redis_slow_commands,
     sqlite_sizes,
 )
-from touchpoint.core.settings import load_settings
+from touchpoint.config.settings import load_settings
 from touchpoint.demo.catalog import build_catalog
 from touchpoint.demo.content import DEMO_PLACEMENTS, demo_content, product_promotions
 from touchpoint.demo.workspace import demo_workspace, write_workspace

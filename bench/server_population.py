@@ -19,17 +19,17 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from touchpoint.config.workspace import TouchpointConfig
 from touchpoint.core.clock import isoformat, new_id, utcnow
-from touchpoint.core.config import TouchpointConfig
 from touchpoint.demo.catalog import build_catalog
 from touchpoint.demo.simulate import simulate_journeys
+from touchpoint.profiles.features import FeatureEngine
+from touchpoint.profiles.fields import apply_profile_fields, consent_update
 from touchpoint.profiles.identity import IdentityResolver
 from touchpoint.profiles.model import Identity, Profile
-from touchpoint.profiles.store import ProfileStore
+from touchpoint.profiles.store.base import ProfileStore
 from touchpoint.profiles.view import profile_document
 from touchpoint.segments.realtime import SegmentEvaluator
-from touchpoint.stream.features import FeatureEngine
-from touchpoint.stream.profile_fields import apply_profile_fields, consent_update
 
 BULK_MESSAGE_ID = "bench-bulk-load"
 _FIRST_NAMES = ("Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken")

@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 
 from tests import servers
 from touchpoint.api.app import create_app
+from touchpoint.config.settings import Settings, load_settings
 from touchpoint.core.clock import Clock
-from touchpoint.core.settings import Settings, load_settings
 from touchpoint.runtime import Workspace
 
 # The real servers' fixtures, for every test directory (see tests/servers.py).

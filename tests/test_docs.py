@@ -31,10 +31,10 @@ from typer._click.exceptions import UsageError
 from tests.conftest import SECRET_KEY, TEST_CONFIG, WRITE_KEY, bearer, write_config
 from touchpoint.api.app import create_app
 from touchpoint.cli.main import app as cli_app
+from touchpoint.config.settings import load_settings
+from touchpoint.config.workspace import parse_config
 from touchpoint.core.conditions import compile_condition
-from touchpoint.core.config import parse_config
 from touchpoint.core.identity_verification import verify_user_hash
-from touchpoint.core.settings import load_settings
 from touchpoint.testing import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent

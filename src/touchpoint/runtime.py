@@ -9,24 +9,22 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from touchpoint.audit.base import AuditLog, build_audit_log
 from touchpoint.collect.ingest import Collector
-from touchpoint.collect.pii import IdentityHasher
 from touchpoint.collect.rate_limit import RateLimiter, build_rate_limiter
-from touchpoint.collect.rejected import RejectedStore, build_rejected_store
+from touchpoint.collect.rejected.base import RejectedStore, build_rejected_store
+from touchpoint.config.services import Services
+from touchpoint.config.settings import Settings
 from touchpoint.core.clock import SYSTEM_CLOCK, Clock, isoformat, parse_duration
 from touchpoint.core.errors import InvalidInput
 from touchpoint.core.metrics import Metrics
-from touchpoint.core.services import Services
-from touchpoint.core.settings import Settings
-from touchpoint.decide.apply import sync_definitions
-from touchpoint.decide.definition_store import DefinitionStore, build_definition_store
+from touchpoint.decide.decision_log.base import DecisionLog, build_decision_log
 from touchpoint.decide.engine import Decider
-from touchpoint.decide.log import DecisionLog, build_decision_log
 from touchpoint.decide.outcomes import OutcomeSink
-from touchpoint.govern.audit import AuditLog, build_audit_log
+from touchpoint.definitions.apply import sync_definitions
+from touchpoint.definitions.store.base import DefinitionStore, build_definition_store
 from touchpoint.govern.erasure import Eraser
 from touchpoint.govern.export import export_person
-from touchpoint.govern.tombstones import tombstone_key
 from touchpoint.jobs import JobRunner, PeriodicJob
 from touchpoint.log import build_event_log
 from touchpoint.log.base import EventLog
@@ -36,12 +34,14 @@ from touchpoint.models.erasure import forget_people
 from touchpoint.models.metrics import ModelCollector
 from touchpoint.models.registry import ModelRegistry
 from touchpoint.profiles import build_profile_store
+from touchpoint.profiles.features import FeatureEngine
 from touchpoint.profiles.identity import IdentityResolver
-from touchpoint.profiles.sqlite import SqliteProfileStore
-from touchpoint.profiles.store import ProfileStore
+from touchpoint.profiles.pii import IdentityHasher
+from touchpoint.profiles.store.base import ProfileStore
+from touchpoint.profiles.store.sqlite import SqliteProfileStore
+from touchpoint.profiles.tombstones import tombstone_key
 from touchpoint.runtime_metrics import WorkspaceCollector
 from touchpoint.segments.realtime import SegmentEvaluator
-from touchpoint.stream.features import FeatureEngine
 from touchpoint.stream.processor import StreamProcessor
 from touchpoint.warehouse import warehouse_root
 from touchpoint.warehouse.store import Warehouse
@@ -148,7 +148,7 @@ class Workspace:
             and services.redis.cache_ttl > 0
             and not isinstance(profiles, SqliteProfileStore)
         ):
-            from touchpoint.profiles.cache import CachedProfileStore
+            from touchpoint.profiles.store.redis_cache import CachedProfileStore
 
             profiles = CachedProfileStore(profiles, services.redis, metrics=metrics)
         decisions = build_decision_log(

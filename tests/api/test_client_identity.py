@@ -16,9 +16,9 @@ from fastapi.testclient import TestClient
 
 from tests.conftest import CLIENT_KEY, SECRET_KEY, WRITE_KEY, basic, bearer, drain
 from touchpoint.api.app import create_app
+from touchpoint.config.settings import Settings
 from touchpoint.core.clock import isoformat
 from touchpoint.core.identity_verification import user_hash
-from touchpoint.core.settings import Settings
 from touchpoint.profiles.model import Identity
 from touchpoint.runtime import Workspace
 

@@ -176,7 +176,7 @@ def test_rejected_events_are_replayed_after_the_plan_changes(
 def test_replay_logs_rejected_events_once_the_plan_accepts_them(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from tests.conftest import TEST_CONFIG, write_config
     from touchpoint.api.app import create_app
-    from touchpoint.core.settings import load_settings
+    from touchpoint.config.settings import load_settings
 
     data_dir = tmp_path / "data"
     order = {"type": "track", "userId": "u", "event": "Order Completed", "properties": {}}

@@ -31,8 +31,8 @@ from tests.conftest import (
     write_config,
 )
 from touchpoint.api.app import create_app
+from touchpoint.config.settings import load_settings
 from touchpoint.core.clock import ManualClock
-from touchpoint.core.settings import load_settings
 from touchpoint.runtime import Workspace
 
 

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from tests.conftest import SECRET_KEY, TEST_START, WRITE_KEY, basic, bearer, drain
 from touchpoint.api.routers import decisions as decisions_router
 from touchpoint.core.clock import isoformat, new_id
-from touchpoint.decide.log import DecisionRecord
+from touchpoint.decide.decision_log.base import DecisionRecord
 from touchpoint.decide.outcomes import OutcomeSink
 from touchpoint.runtime import Workspace
 

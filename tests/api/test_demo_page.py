@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from tests.conftest import CLIENT_KEY, TEST_CONFIG, basic, write_config
 from touchpoint.api.app import create_app
 from touchpoint.api.routers.demo import script_json
-from touchpoint.core.settings import Settings, load_settings
+from touchpoint.config.settings import Settings, load_settings
 from touchpoint.demo.catalog import build_catalog
 from touchpoint.demo.showcase import VISITORS_FILE
 from touchpoint.runtime import Workspace

@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 
 from tests.conftest import SECRET_KEY, TEST_CONFIG, WRITE_KEY, basic, bearer, drain, write_config
 from touchpoint.api.app import create_app
+from touchpoint.config.settings import load_settings
 from touchpoint.core.clock import Clock
-from touchpoint.core.settings import load_settings
 from touchpoint.runtime import Workspace
 
 ADMIN = bearer(SECRET_KEY)

@@ -26,7 +26,7 @@ from tests.conftest import (
     server_config,
     write_config,
 )
-from touchpoint.core.settings import Settings, load_settings
+from touchpoint.config.settings import Settings, load_settings
 from touchpoint.profiles.model import Identity
 from touchpoint.runtime import Workspace
 

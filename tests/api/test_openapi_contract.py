@@ -29,7 +29,7 @@ from schemathesis.specs.openapi.checks import (
 
 from tests.conftest import SECRET_KEY, WRITE_KEY, basic, bearer, drain, fixed_clock
 from touchpoint.api.app import create_app
-from touchpoint.core.settings import Settings
+from touchpoint.config.settings import Settings
 from touchpoint.runtime import Workspace
 
 METHODS = {"get", "put", "post", "delete", "patch"}

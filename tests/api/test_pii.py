@@ -21,7 +21,7 @@ from tests.conftest import (
     server_config,
     write_config,
 )
-from touchpoint.core.settings import Settings, load_settings
+from touchpoint.config.settings import Settings, load_settings
 from touchpoint.runtime import Workspace
 
 ADMIN = bearer(SECRET_KEY)

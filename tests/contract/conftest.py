@@ -18,7 +18,7 @@ from typing import Protocol
 
 import pytest
 
-from touchpoint.collect.rejected import RejectedStore, SqliteRejectedStore
+from touchpoint.collect.rejected.base import RejectedStore, SqliteRejectedStore
 from touchpoint.core.postgres import Postgres
 from touchpoint.core.redis import RedisService
 from touchpoint.log import EventLog, SqliteEventLog

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from tests.contract.openers import closing, postgres_opener
+from touchpoint.audit.base import DEFAULT_AUDIT_FILE, AuditEntry, AuditLog, build_audit_log
+from touchpoint.audit.postgres import PostgresAuditLog
+from touchpoint.audit.sqlite import SqliteAuditLog
 from touchpoint.core.config_stores import StoreConfig
 from touchpoint.core.errors import InvalidInput
-from touchpoint.govern.audit import DEFAULT_AUDIT_FILE, AuditEntry, AuditLog, build_audit_log
-from touchpoint.govern.postgres_audit import PostgresAuditLog
-from touchpoint.govern.sqlite_audit import SqliteAuditLog
 
 Opener = Callable[[], AuditLog]
 

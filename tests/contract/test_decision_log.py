@@ -18,7 +18,7 @@ import pytest
 from tests.contract.openers import closing, postgres_opener
 from touchpoint.core.config_stores import StoreConfig
 from touchpoint.core.errors import InvalidInput, Unavailable
-from touchpoint.decide.log import (
+from touchpoint.decide.decision_log.base import (
     ContentReport,
     DecisionLog,
     DecisionRecord,
@@ -26,8 +26,8 @@ from touchpoint.decide.log import (
     Outcome,
     build_decision_log,
 )
-from touchpoint.decide.postgres_log import PostgresDecisionLog
-from touchpoint.decide.sqlite_log import SqliteDecisionLog
+from touchpoint.decide.decision_log.postgres import PostgresDecisionLog
+from touchpoint.decide.decision_log.sqlite import SqliteDecisionLog
 
 Opener = Callable[[], DecisionLog]
 
@@ -440,8 +440,8 @@ def test_a_recorded_decision_survives_a_crash_of_the_process(tmp_path: Path) -> 
     path = tmp_path / "decisions.sqlite3"
     script = (
         "import os, sys\n"
-        "from touchpoint.decide.sqlite_log import SqliteDecisionLog\n"
-        "from touchpoint.decide.log import DecisionRecord\n"
+        "from touchpoint.decide.decision_log.sqlite import SqliteDecisionLog\n"
+        "from touchpoint.decide.decision_log.base import DecisionRecord\n"
         "log = SqliteDecisionLog(sys.argv[1])\n"
         "log.record([DecisionRecord('d1', 'home_hero', 'hero_a', 'p1', 'anonymous_id:a1',\n"
         "    'priority', 3, 'eligible', 1.0, '2026-01-01T01:00:00.000Z')])\n"

@@ -15,15 +15,15 @@ import pytest
 
 from tests.contract.openers import closing, postgres_opener
 from touchpoint.core.config_stores import StoreConfig
-from touchpoint.core.definitions import Definitions
 from touchpoint.core.errors import InvalidInput
-from touchpoint.decide.definition_store import (
+from touchpoint.definitions.model import Definitions
+from touchpoint.definitions.store.base import (
     DEFAULT_DEFINITIONS_FILE,
     DefinitionStore,
     build_definition_store,
 )
-from touchpoint.decide.postgres_definitions import PostgresDefinitionStore
-from touchpoint.decide.sqlite_definitions import SqliteDefinitionStore
+from touchpoint.definitions.store.postgres import PostgresDefinitionStore
+from touchpoint.definitions.store.sqlite import SqliteDefinitionStore
 
 Opener = Callable[[], DefinitionStore]
 

@@ -10,7 +10,7 @@ import pytest
 
 from tests.contract.test_profile_store import BACKENDS
 from touchpoint.profiles.model import Identity, Profile
-from touchpoint.profiles.store import ProfileStore, TimelineEvent
+from touchpoint.profiles.store.base import ProfileStore, TimelineEvent
 
 T0 = "2024-01-01T00:00:00.000Z"
 T1 = "2024-01-02T00:00:00.000Z"

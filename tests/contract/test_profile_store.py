@@ -17,9 +17,9 @@ from touchpoint.core.config_stores import StoreConfig
 from touchpoint.core.postgres import Postgres
 from touchpoint.profiles import build_profile_store
 from touchpoint.profiles.model import Identity, Profile
-from touchpoint.profiles.postgres import PostgresProfileStore
-from touchpoint.profiles.sqlite import SqliteProfileStore
-from touchpoint.profiles.store import ProfileStore, TimelineEvent
+from touchpoint.profiles.store.base import ProfileStore, TimelineEvent
+from touchpoint.profiles.store.postgres import PostgresProfileStore
+from touchpoint.profiles.store.sqlite import SqliteProfileStore
 
 
 def _sqlite(request: pytest.FixtureRequest, tmp_path: Path) -> ProfileStore:

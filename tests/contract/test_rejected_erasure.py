@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.contract.test_rejected_store import REJECTED_BACKENDS, Backend, open_backend
-from touchpoint.collect.rejected import NewRejected, RejectedStore, names_any
+from touchpoint.collect.rejected.base import NewRejected, RejectedStore, names_any
 
 
 @pytest.fixture(params=sorted(REJECTED_BACKENDS))

@@ -16,14 +16,14 @@ from typing import Any
 import pytest
 
 from tests.contract.openers import postgres_opener
-from touchpoint.collect.postgres_rejected import PostgresRejectedStore
-from touchpoint.collect.rejected import (
+from touchpoint.collect.rejected.base import (
     NewRejected,
     RejectedEvent,
     RejectedStore,
     SqliteRejectedStore,
     build_rejected_store,
 )
+from touchpoint.collect.rejected.postgres import PostgresRejectedStore
 from touchpoint.core.config_stores import StoreConfig
 from touchpoint.core.errors import InvalidInput
 

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from tests.conftest import TEST_CONFIG, WRITE_KEY, basic, write_config
-from touchpoint.core.settings import load_settings
+from touchpoint.config.settings import load_settings
 from touchpoint.profiles.model import Identity
 from touchpoint.runtime import Workspace
 from touchpoint.testing import ServerProcess

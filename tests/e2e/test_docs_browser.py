@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from touchpoint.core.settings import Settings
+from touchpoint.config.settings import Settings
 from touchpoint.testing import ServerProcess
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

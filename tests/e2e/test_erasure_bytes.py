@@ -44,8 +44,8 @@ from tests.conftest import (
     write_config,
 )
 from touchpoint.api.app import create_app
+from touchpoint.config.settings import load_settings
 from touchpoint.core.clock import ManualClock, isoformat
-from touchpoint.core.settings import load_settings
 from touchpoint.demo.catalog import build_catalog
 from touchpoint.demo.simulate import simulate_visitors
 from touchpoint.models.registry import ModelRegistry

@@ -10,7 +10,7 @@ import psycopg
 
 from tests import servers
 from tests.conftest import WRITE_KEY, drain
-from touchpoint.profiles.postgres import ERASED_TABLES
+from touchpoint.profiles.store.postgres import ERASED_TABLES
 from touchpoint.runtime import Workspace
 
 USER = "srv-erased-user-41c2"

@@ -10,7 +10,7 @@ import pytest
 
 from bench.common import closed_loop, open_loop, request_head
 from bench.run import BENCHMARKS
-from touchpoint.core.config import load_config_file
+from touchpoint.config.workspace import load_config_file
 
 
 @pytest.mark.parametrize("module", sorted(BENCHMARKS.values()))

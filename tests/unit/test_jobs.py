@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TEST_CONFIG, write_config
-from touchpoint.core.config import parse_config
+from touchpoint.config.settings import load_settings
+from touchpoint.config.workspace import parse_config
 from touchpoint.core.errors import DefinitionError
-from touchpoint.core.settings import load_settings
 from touchpoint.jobs import JobRunner, PeriodicJob
 from touchpoint.runtime import Workspace
 

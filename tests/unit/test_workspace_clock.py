@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tests.conftest import TEST_CONFIG, drain, write_config
+from touchpoint.config.settings import load_settings
 from touchpoint.core.clock import ManualClock, isoformat
-from touchpoint.core.settings import load_settings
 from touchpoint.decide.results import DecideRequest
 from touchpoint.runtime import Workspace
 

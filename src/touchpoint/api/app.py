@@ -29,8 +29,8 @@ from touchpoint.api.routers import (
     rejected,
     segments,
 )
+from touchpoint.config.settings import Settings, load_settings
 from touchpoint.core.metrics import Metrics
-from touchpoint.core.settings import Settings, load_settings
 from touchpoint.runtime import Workspace
 
 logger = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from pydantic.json_schema import models_json_schema
 from touchpoint.api.schemas.collect import SINGLE_BODIES, BatchBody
 from touchpoint.api.schemas.decide import decide_body_schema
 from touchpoint.api.schemas.security import SECURITY_SCHEMES
-from touchpoint.core.config import TouchpointConfig
+from touchpoint.config.workspace import TouchpointConfig
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 DOCUMENTED_BODIES: tuple[type[BaseModel], ...] = (BatchBody, *SINGLE_BODIES.values())

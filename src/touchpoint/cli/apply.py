@@ -18,11 +18,16 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from touchpoint.audit.base import build_audit_log
+from touchpoint.config.settings import Settings
 from touchpoint.core.errors import DefinitionError
-from touchpoint.core.settings import Settings
-from touchpoint.decide.apply import DefinitionDiff, KindDiff, apply_definitions, diff_definitions
-from touchpoint.decide.definition_store import DEFAULT_DEFINITIONS_FILE, build_definition_store
-from touchpoint.govern.audit import build_audit_log
+from touchpoint.definitions.apply import (
+    DefinitionDiff,
+    KindDiff,
+    apply_definitions,
+    diff_definitions,
+)
+from touchpoint.definitions.store.base import DEFAULT_DEFINITIONS_FILE, build_definition_store
 
 
 def cli_actor() -> str:

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
+from touchpoint.config.settings import Settings, load_settings
 from touchpoint.core.errors import DefinitionError, TouchpointError
-from touchpoint.core.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from touchpoint.runtime import Workspace

@@ -23,9 +23,9 @@ from touchpoint.cli.common import (
 from touchpoint.cli.imports import import_app
 from touchpoint.cli.models import models_app, train
 from touchpoint.cli.warehouse import sql, warehouse_app
+from touchpoint.config.settings import Settings
 from touchpoint.core.errors import DefinitionError, TouchpointError
 from touchpoint.core.logs import configure_logging
-from touchpoint.core.settings import Settings
 
 if TYPE_CHECKING:
     pass
@@ -162,7 +162,7 @@ def migrate(
     data["postgres"]["migrate_on_start"] = True
     from dataclasses import replace
 
-    from touchpoint.core.config import parse_config
+    from touchpoint.config.workspace import parse_config
 
     workspace = open_workspace(replace(settings, config=parse_config(data)))
     try:
@@ -245,7 +245,7 @@ def config_validate(
     path: Annotated[Path, typer.Argument(help="touchpoint.yaml")] = Path("touchpoint.yaml"),
 ) -> None:
     """Check a configuration; errors name the path of the offending value."""
-    from touchpoint.core.config import load_config_file
+    from touchpoint.config.workspace import load_config_file
 
     try:
         loaded = load_config_file(path)

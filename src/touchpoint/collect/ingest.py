@@ -32,13 +32,12 @@ from touchpoint.collect.events import (
     normalize_fields,
     validate_event,
 )
-from touchpoint.collect.pii import IdentityHasher
 from touchpoint.collect.plan import TrackingPlan
 from touchpoint.collect.privacy import PrivacyPolicy, may_hold_email
-from touchpoint.collect.rejected import NewRejected, RejectedStore
+from touchpoint.collect.rejected.base import NewRejected, RejectedStore
 from touchpoint.collect.shape import ShapeLimits, may_exceed, prune, shape_problem
+from touchpoint.config.workspace import TouchpointConfig
 from touchpoint.core.clock import isoformat, utcnow
-from touchpoint.core.config import TouchpointConfig
 from touchpoint.core.config_sources import SourceConfig
 from touchpoint.core.errors import BadRequest, TouchpointError, Unavailable
 from touchpoint.core.identity_verification import (
@@ -48,6 +47,7 @@ from touchpoint.core.identity_verification import (
 )
 from touchpoint.core.metrics import Metrics
 from touchpoint.log.base import EventLog, LogRecord
+from touchpoint.profiles.pii import IdentityHasher
 
 logger = logging.getLogger(__name__)
 

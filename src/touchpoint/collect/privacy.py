@@ -29,10 +29,10 @@ from urllib.parse import unquote
 
 import orjson
 
-from touchpoint.collect.pii import IdentifierRefused, IdentityHasher, identifier_text, normalize
-from touchpoint.core.config import TouchpointConfig, identity_paths
+from touchpoint.config.workspace import TouchpointConfig, identity_paths
 from touchpoint.core.identity_verification import USER_HASH_FIELD
 from touchpoint.core.privacy import BUILTIN_AS, PrivacyRule, default_rules, parse_path
+from touchpoint.profiles.pii import IdentifierRefused, IdentityHasher, identifier_text, normalize
 
 Path = tuple[str, ...]
 SECTIONS = ("traits", "properties", "context")

@@ -26,7 +26,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from touchpoint.core.config import TouchpointConfig
+from touchpoint.config.workspace import TouchpointConfig
 from touchpoint.core.config_sources import RateLimitConfig, SourceConfig
 from touchpoint.core.errors import RateLimited
 from touchpoint.core.redis import RedisService

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from touchpoint.collect.ingest import Collector
-from touchpoint.collect.rejected import RejectedEvent, RejectedStore
-from touchpoint.core.config import TouchpointConfig
+from touchpoint.collect.rejected.base import RejectedEvent, RejectedStore
+from touchpoint.config.workspace import TouchpointConfig
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Where events come from and what collection accepts: sources with their keys, rate limits
 and identity verification, the tracking plan, and collection's limits (a section each of
-`touchpoint.yaml`; `core.config` assembles them)."""
+`touchpoint.yaml`; `config.workspace` assembles them)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Where a workspace keeps things and runs its background work: the event log, the stream
 processor, each store, PostgreSQL and Redis, the warehouse and the models' schedule (a
-section each of `touchpoint.yaml`; `core.config` assembles them)."""
+section each of `touchpoint.yaml`; `config.workspace` assembles them)."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from touchpoint.core.clock import isoformat
 from touchpoint.decide.catalog import Catalog, CompiledContent
-from touchpoint.decide.log import DecisionLog
+from touchpoint.decide.decision_log.base import DecisionLog
 
 
 class RequestCaps:

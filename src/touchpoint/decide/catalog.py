@@ -36,8 +36,10 @@ from touchpoint.core.clock import parse_duration
 from touchpoint.core.conditions import Condition, compile_condition
 from touchpoint.core.conditions.evaluate import Resolver, make_resolver
 from touchpoint.core.conditions.operands import literal_time
-from touchpoint.core.definitions import ContentConfig, Definitions, PlacementConfig
 from touchpoint.decide.render import CompiledTemplate, RenderMemo, compile_template
+from touchpoint.definitions.content import ContentConfig
+from touchpoint.definitions.model import Definitions
+from touchpoint.definitions.placements import PlacementConfig
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from touchpoint.core.config import IdentityKind
+from touchpoint.config.workspace import IdentityKind
 from touchpoint.core.config_sources import SourceConfig
 from touchpoint.core.identity_verification import (
     USER_HASH_FIELD,

@@ -33,16 +33,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from touchpoint.collect.pii import IdentityHasher
+from touchpoint.config.workspace import TouchpointConfig
 from touchpoint.core.clock import isoformat, new_id, utcnow
-from touchpoint.core.config import TouchpointConfig
-from touchpoint.core.definitions import PERSONALIZATION
+from touchpoint.core.consent import PERSONALIZATION
 from touchpoint.core.errors import InvalidInput, NotFound
 from touchpoint.core.metrics import Metrics
 from touchpoint.decide.caps import RequestCaps
 from touchpoint.decide.catalog import Catalog, CompiledContent, CompiledPlacement
-from touchpoint.decide.definition_store import DefinitionStore
-from touchpoint.decide.log import DecisionLog, DecisionRecord
+from touchpoint.decide.decision_log.base import DecisionLog, DecisionRecord
 from touchpoint.decide.policy import Policy, default_policies
 from touchpoint.decide.recommendations import RecommendationSource, RecommendedItems
 from touchpoint.decide.render import TemplateRenderError
@@ -56,12 +54,14 @@ from touchpoint.decide.results import (
     DecideResult,
     PlacementDecision,
 )
-from touchpoint.govern.tombstones import tombstone_key
+from touchpoint.definitions.store.base import DefinitionStore
+from touchpoint.profiles.features import FeatureEngine
 from touchpoint.profiles.identity import IdentityResolver
 from touchpoint.profiles.model import Identity, Profile
-from touchpoint.profiles.store import ProfileStore
+from touchpoint.profiles.pii import IdentityHasher
+from touchpoint.profiles.store.base import ProfileStore
+from touchpoint.profiles.tombstones import tombstone_key
 from touchpoint.profiles.view import profile_document
-from touchpoint.stream.features import FeatureEngine
 
 logger = logging.getLogger(__name__)
 

@@ -18,8 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from touchpoint.core.clock import isoformat
-from touchpoint.decide.definition_store import DefinitionStore
-from touchpoint.decide.log import (
+from touchpoint.decide.decision_log.base import (
     CLICK_EVENT,
     VIEW_EVENT,
     DecisionLog,
@@ -27,6 +26,7 @@ from touchpoint.decide.log import (
     Outcome,
     OutcomeKind,
 )
+from touchpoint.definitions.store.base import DefinitionStore
 from touchpoint.stream.sinks import AppliedEvent
 
 logger = logging.getLogger(__name__)

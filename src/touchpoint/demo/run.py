@@ -33,8 +33,8 @@ import httpx
 from rich.console import Console
 from rich.markup import escape
 
+from touchpoint.config.settings import Settings, load_settings
 from touchpoint.core.clock import isoformat, utcnow
-from touchpoint.core.settings import Settings, load_settings
 from touchpoint.demo.catalog import build_catalog
 from touchpoint.demo.content import DEMO_PLACEMENTS
 from touchpoint.demo.engagement import Engagement, engage, signed

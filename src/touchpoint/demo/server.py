@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from touchpoint.config.settings import Settings
 from touchpoint.core.errors import TouchpointError
-from touchpoint.core.settings import Settings
 
 if TYPE_CHECKING:
     from touchpoint.runtime import Workspace

@@ -29,19 +29,19 @@ from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from touchpoint.collect.pii import IdentityHasher
-from touchpoint.collect.rejected import RejectedStore
+from touchpoint.audit.base import AuditLog
+from touchpoint.collect.rejected.base import RejectedStore
 from touchpoint.core.clock import isoformat, new_id, utcnow
 from touchpoint.core.errors import NotFound
 from touchpoint.core.leftovers import Leftover
 from touchpoint.core.metrics import Metrics
-from touchpoint.decide.log import DecisionLog
-from touchpoint.govern.audit import AuditLog
-from touchpoint.govern.tombstones import tombstone_key
+from touchpoint.decide.decision_log.base import DecisionLog
 from touchpoint.log.base import EventLog
 from touchpoint.profiles.identity import IdentityResolver
 from touchpoint.profiles.model import Identity
-from touchpoint.profiles.store import ProfileStore
+from touchpoint.profiles.pii import IdentityHasher
+from touchpoint.profiles.store.base import ProfileStore
+from touchpoint.profiles.tombstones import tombstone_key
 
 if TYPE_CHECKING:
     from touchpoint.warehouse.store import Warehouse

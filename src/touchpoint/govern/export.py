@@ -14,18 +14,18 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from touchpoint.collect.pii import IdentityHasher
-from touchpoint.collect.rejected import RejectedStore, names_any
+from touchpoint.audit.base import AuditLog
+from touchpoint.collect.rejected.base import RejectedStore, names_any
 from touchpoint.core.clock import isoformat, utcnow
 from touchpoint.core.errors import NotFound
-from touchpoint.decide.log import DecisionLog
-from touchpoint.govern.audit import AuditLog
+from touchpoint.decide.decision_log.base import DecisionLog
 from touchpoint.profiles.identity import IdentityResolver
-from touchpoint.profiles.store import ProfileStore
+from touchpoint.profiles.pii import IdentityHasher
+from touchpoint.profiles.store.base import ProfileStore
 from touchpoint.profiles.view import profile_document
 
 if TYPE_CHECKING:
-    from touchpoint.stream.features import FeatureEngine
+    from touchpoint.profiles.features import FeatureEngine
 
 logger = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from touchpoint.core.clock import isoformat, utcnow
 from touchpoint.profiles.model import Profile
-from touchpoint.profiles.store import ProfileStore, ProfileWriter
+from touchpoint.profiles.store.base import ProfileStore, ProfileWriter
 
 logger = logging.getLogger(__name__)
 

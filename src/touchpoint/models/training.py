@@ -29,13 +29,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from touchpoint.config.workspace import TouchpointConfig
 from touchpoint.core.clock import isoformat, utcnow
-from touchpoint.core.config import TouchpointConfig
 from touchpoint.core.errors import InvalidInput
 from touchpoint.models.errors import NotEnoughData
 from touchpoint.models.outputs import OutputCounts, ProfileOutputs
 from touchpoint.models.registry import ModelRegistry, ModelVersion
-from touchpoint.profiles.store import ProfileStore
+from touchpoint.profiles.store.base import ProfileStore
 from touchpoint.warehouse.features import (
     NUMERIC_PERSON_FEATURES,
     EventNames,

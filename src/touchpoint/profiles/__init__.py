@@ -11,15 +11,10 @@ from typing import TYPE_CHECKING
 
 from touchpoint.core.config_stores import StoreConfig
 from touchpoint.core.errors import DefinitionError
+from touchpoint.core.pages import Page
 from touchpoint.profiles.identity import IdentityResolver, Resolution, SkippedIdentity
 from touchpoint.profiles.model import Identity, MergeRecord, Profile
-from touchpoint.profiles.store import (
-    Page,
-    ProfileStore,
-    ProfileWriter,
-    SegmentChange,
-    TimelineEvent,
-)
+from touchpoint.profiles.store.base import ProfileStore, ProfileWriter, SegmentChange, TimelineEvent
 from touchpoint.profiles.view import profile_document
 
 if TYPE_CHECKING:
@@ -52,11 +47,11 @@ def build_profile_store(
     store runs on it), else SQLite at `<data_dir>/profiles.sqlite3` unless `config.path`
     says otherwise. Creates the parent folder if needed."""
     if postgres is not None:
-        from touchpoint.profiles.postgres import PostgresProfileStore
+        from touchpoint.profiles.store.postgres import PostgresProfileStore
 
         return PostgresProfileStore(postgres)
     if config.type in ("sqlite", "auto"):
-        from touchpoint.profiles.sqlite import SqliteProfileStore
+        from touchpoint.profiles.store.sqlite import SqliteProfileStore
 
         path = Path(config.path).expanduser() if config.path else Path(data_dir) / DEFAULT_FILE_NAME
         path.parent.mkdir(parents=True, exist_ok=True)

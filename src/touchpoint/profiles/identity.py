@@ -27,13 +27,13 @@ from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from touchpoint.collect.pii import IdentifierRefused, IdentityHasher, identifier_text, normalize
+from touchpoint.config.workspace import IdentityConfig, IdentityKind
 from touchpoint.core.clock import new_id
-from touchpoint.core.config import IdentityConfig, IdentityKind
 from touchpoint.core.errors import InvalidInput, NotFound
 from touchpoint.core.identity_verification import IDENTITY_VERIFIED
 from touchpoint.profiles.model import Identity, Profile
-from touchpoint.profiles.store import ProfileWriter
+from touchpoint.profiles.pii import IdentifierRefused, IdentityHasher, identifier_text, normalize
+from touchpoint.profiles.store.base import ProfileWriter
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from touchpoint.profiles.model import Profile
 
 if TYPE_CHECKING:
-    from touchpoint.stream.features import FeatureEngine
+    from touchpoint.profiles.features import FeatureEngine
 
 
 def profile_document(profile: Profile, engine: FeatureEngine, now: datetime) -> dict[str, Any]:

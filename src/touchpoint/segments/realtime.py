@@ -19,16 +19,16 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from touchpoint.config.workspace import SegmentConfig
 from touchpoint.core.clock import isoformat
-from touchpoint.core.config import SegmentConfig
 from touchpoint.core.errors import DefinitionError
 from touchpoint.profiles.model import Profile
-from touchpoint.profiles.store import ProfileStore, ProfileWriter
+from touchpoint.profiles.store.base import ProfileStore, ProfileWriter
 from touchpoint.profiles.view import profile_document
 
 if TYPE_CHECKING:
     from touchpoint.core.conditions import Condition
-    from touchpoint.stream.features import FeatureEngine
+    from touchpoint.profiles.features import FeatureEngine
 
 logger = logging.getLogger(__name__)
 

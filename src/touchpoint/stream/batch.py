@@ -10,7 +10,7 @@ from typing import Any
 
 from touchpoint.log.base import LogEntry, LogRewrite
 from touchpoint.profiles.model import Identity, Profile
-from touchpoint.profiles.store import ProfileWriter
+from touchpoint.profiles.store.base import ProfileWriter
 from touchpoint.stream.sinks import AppliedEvent
 
 

@@ -27,25 +27,25 @@ from typing import Any
 
 import orjson
 
+from touchpoint.config.workspace import TouchpointConfig
 from touchpoint.core.clock import isoformat, utcnow
-from touchpoint.core.config import TouchpointConfig
-from touchpoint.core.definitions import ANALYTICS
+from touchpoint.core.consent import ANALYTICS
 from touchpoint.core.errors import Unavailable
 from touchpoint.log.base import EventLog, LogEntry, LogRewrite
 from touchpoint.log.coordination import PartitionCoordinator, member_name
-from touchpoint.profiles.identity import IdentityResolver
-from touchpoint.profiles.model import Identity, Profile
-from touchpoint.profiles.store import ProfileStore, ProfileWriter, TimelineEvent
-from touchpoint.profiles.view import profile_document
-from touchpoint.segments.realtime import SegmentEvaluator
-from touchpoint.stream.batch import Batch, Counts, Decoded, event_name
-from touchpoint.stream.features import FeatureEngine, event_time
-from touchpoint.stream.profile_fields import (
+from touchpoint.profiles.features import FeatureEngine, event_time
+from touchpoint.profiles.fields import (
     anonymize_event,
     apply_profile_fields,
     consent_record,
     consent_update,
 )
+from touchpoint.profiles.identity import IdentityResolver
+from touchpoint.profiles.model import Identity, Profile
+from touchpoint.profiles.store.base import ProfileStore, ProfileWriter, TimelineEvent
+from touchpoint.profiles.view import profile_document
+from touchpoint.segments.realtime import SegmentEvaluator
+from touchpoint.stream.batch import Batch, Counts, Decoded, event_name
 from touchpoint.stream.sinks import AppliedEvent, EventSink
 
 logger = logging.getLogger(__name__)

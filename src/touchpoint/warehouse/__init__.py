@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from touchpoint.core.settings import Settings
+    from touchpoint.config.settings import Settings
     from touchpoint.warehouse.store import Warehouse
 
 
@@ -33,7 +33,7 @@ def open_warehouse(
 
     Reads what `serve` or `worker` copied so far; `touchpoint warehouse sync` copies the
     rest now."""
-    from touchpoint.core.settings import load_settings
+    from touchpoint.config.settings import load_settings
     from touchpoint.warehouse.store import Warehouse
 
     settings = load_settings(Path(config) if config else None, Path(data_dir) if data_dir else None)

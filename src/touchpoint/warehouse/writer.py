@@ -26,7 +26,7 @@ import orjson
 from touchpoint.log.base import EventLog, LogEntry
 from touchpoint.profiles.identity import IdentityResolver
 from touchpoint.profiles.model import Identity
-from touchpoint.profiles.store import ProfileStore
+from touchpoint.profiles.store.base import ProfileStore
 from touchpoint.warehouse.schema import event_row, events_table
 from touchpoint.warehouse.store import Warehouse
 

@@ -10,10 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import TEST_CONFIG, write_config
+from touchpoint.audit.sqlite import SqliteAuditLog
 from touchpoint.cli.main import app
-from touchpoint.decide.definition_store import DEFAULT_DEFINITIONS_FILE
-from touchpoint.decide.sqlite_definitions import SqliteDefinitionStore
-from touchpoint.govern.sqlite_audit import SqliteAuditLog
+from touchpoint.definitions.store.base import DEFAULT_DEFINITIONS_FILE
+from touchpoint.definitions.store.sqlite import SqliteDefinitionStore
 
 runner = CliRunner()
 

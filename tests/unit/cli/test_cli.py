@@ -6,8 +6,8 @@ import pytest
 from typer.testing import CliRunner
 
 from touchpoint.cli.main import app
+from touchpoint.config.settings import Settings
 from touchpoint.core.logs import JsonFormatter
-from touchpoint.core.settings import Settings
 
 EXAMPLE = Path(__file__).parents[3] / "examples" / "touchpoint.yaml"
 runner = CliRunner()

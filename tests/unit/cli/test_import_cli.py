@@ -13,7 +13,7 @@ import yaml
 from typer.testing import CliRunner
 
 from touchpoint.cli.imports import import_app
-from touchpoint.core.settings import load_settings
+from touchpoint.config.settings import load_settings
 from touchpoint.runtime import Workspace
 
 app = typer.Typer()

@@ -30,8 +30,8 @@ from touchpoint.collect.imports import (
     log_positions,
     message_id,
 )
+from touchpoint.config.settings import load_settings
 from touchpoint.core.errors import InvalidInput
-from touchpoint.core.settings import load_settings
 from touchpoint.runtime import Workspace
 
 CONFIG: dict[str, Any] = {

@@ -10,12 +10,12 @@ import pytest
 
 from tests.conftest import STRICT_KEY, TEST_CONFIG, WRITE_KEY
 from touchpoint.collect.ingest import Collector
-from touchpoint.collect.pii import IdentityHasher
-from touchpoint.collect.rejected import NewRejected
-from touchpoint.core.config import parse_config
+from touchpoint.collect.rejected.base import NewRejected
+from touchpoint.config.workspace import parse_config
 from touchpoint.core.config_sources import IdentityVerificationConfig, SourceConfig
 from touchpoint.core.identity_verification import user_hash
 from touchpoint.log.base import AppendResult, LogRecord
+from touchpoint.profiles.pii import IdentityHasher
 
 NOW = datetime(2026, 11, 24, 12, 0, 0, 123_456, tzinfo=UTC)
 HASHER = IdentityHasher("test-hash-secret-0123456789")

@@ -8,10 +8,10 @@ from typing import Any
 import orjson
 import pytest
 
-from touchpoint.collect.pii import IdentityHasher
 from touchpoint.collect.privacy import PrivacyPolicy, truncate_ip
-from touchpoint.core.config import parse_config
+from touchpoint.config.workspace import parse_config
 from touchpoint.core.errors import DefinitionError
+from touchpoint.profiles.pii import IdentityHasher
 
 HASHER = IdentityHasher("0123456789abcdef0123")
 JANE = HASHER.hash("email", "jane@example.com")
@@ -242,8 +242,8 @@ def test_a_bad_privacy_section_is_refused_with_its_reason(
 
 
 def test_the_default_workspace_hashes_phones_and_truncates_ips() -> None:
-    from touchpoint.core.config import load_config_file
-    from touchpoint.core.settings import DEFAULT_WORKSPACE
+    from touchpoint.config.settings import DEFAULT_WORKSPACE
+    from touchpoint.config.workspace import load_config_file
 
     rules = PrivacyPolicy(load_config_file(DEFAULT_WORKSPACE), HASHER)
     event = {

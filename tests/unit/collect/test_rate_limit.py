@@ -15,8 +15,8 @@ from touchpoint.collect.rate_limit import (
     RedisRateLimiter,
     gcra,
 )
+from touchpoint.config.workspace import TouchpointConfig, parse_config
 from touchpoint.core.clock import ManualClock
-from touchpoint.core.config import TouchpointConfig, parse_config
 from touchpoint.core.errors import DefinitionError, RateLimited
 from touchpoint.core.redis import RedisService
 

@@ -7,8 +7,8 @@ import json
 import sqlite3
 from pathlib import Path
 
-from touchpoint.collect.postgres_rejected import MIGRATIONS, PostgresRejectedStore
-from touchpoint.collect.rejected import NewRejected, SqliteRejectedStore
+from touchpoint.collect.rejected.base import NewRejected, SqliteRejectedStore
+from touchpoint.collect.rejected.postgres import MIGRATIONS, PostgresRejectedStore
 from touchpoint.core.postgres import Postgres
 
 RECEIVED = "2024-05-01T10:00:00.000Z"

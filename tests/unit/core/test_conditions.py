@@ -621,7 +621,7 @@ def test_validate_condition() -> None:
 
 
 def test_workspace_config_refuses_a_bad_segment_condition() -> None:
-    from touchpoint.core.config import parse_config
+    from touchpoint.config.workspace import parse_config
 
     good = {"segments": [{"name": "pro", "condition": "traits.plan == 'pro'"}]}
     assert parse_config(good).segments[0].name == "pro"

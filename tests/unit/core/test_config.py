@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from touchpoint.core.config import apply_environment, load_config_file, parse_config
+from touchpoint.config.settings import KEYS_FILE, load_settings
+from touchpoint.config.workspace import apply_environment, load_config_file, parse_config
 from touchpoint.core.errors import DefinitionError
-from touchpoint.core.settings import KEYS_FILE, load_settings
 
 
 def refused(data: dict) -> DefinitionError:

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import write_config
-from touchpoint.core.config import parse_config
+from touchpoint.config.settings import IDENTITY_SECRETS, KEYS_FILE, load_settings
+from touchpoint.config.workspace import parse_config
 from touchpoint.core.errors import DefinitionError
 from touchpoint.core.identity_verification import user_hash, verify_user_hash
-from touchpoint.core.settings import IDENTITY_SECRETS, KEYS_FILE, load_settings
 
 SITE = {"name": "site", "write_key": "wk_site_0123456", "allow_client_decisions": True}
 SERVER = {"name": "server", "write_key": "wk_server_01234"}

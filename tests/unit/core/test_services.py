@@ -12,13 +12,13 @@ from typer.testing import CliRunner
 from tests import servers
 from tests.conftest import TEST_CONFIG, write_config
 from touchpoint.cli.main import app
-from touchpoint.core.config import parse_config
+from touchpoint.config.services import Services
+from touchpoint.config.settings import load_settings
+from touchpoint.config.workspace import parse_config
 from touchpoint.core.config_stores import PostgresConfig, RedisConfig, StoreConfig
 from touchpoint.core.errors import DefinitionError, ServiceUnavailableAtStart, Unavailable
 from touchpoint.core.postgres import Migration, Postgres, redact_url
 from touchpoint.core.redis import RedisService
-from touchpoint.core.services import Services
-from touchpoint.core.settings import load_settings
 
 MIGRATIONS = [
     Migration("things", 1, "CREATE TABLE things (id integer PRIMARY KEY, name text)"),

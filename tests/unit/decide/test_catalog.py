@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import TEST_CONFIG
-from touchpoint.core.definitions import Definitions, parse_definitions
 from touchpoint.core.errors import DefinitionError
 from touchpoint.decide.catalog import Catalog
+from touchpoint.definitions.model import Definitions, parse_definitions
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
 

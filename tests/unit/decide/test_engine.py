@@ -15,14 +15,14 @@ from typing import Any
 import pytest
 
 from tests.conftest import TEST_CONFIG, TEST_START, drain, write_config
+from touchpoint.config.settings import load_settings
 from touchpoint.core.clock import isoformat
-from touchpoint.core.definitions import parse_definitions
 from touchpoint.core.errors import InvalidInput, NotFound
-from touchpoint.core.settings import load_settings
+from touchpoint.decide.decision_log.sqlite import SqliteDecisionLog
 from touchpoint.decide.engine import Decider
 from touchpoint.decide.results import DecideRequest
-from touchpoint.decide.sqlite_definitions import SqliteDefinitionStore
-from touchpoint.decide.sqlite_log import SqliteDecisionLog
+from touchpoint.definitions.model import parse_definitions
+from touchpoint.definitions.store.sqlite import SqliteDefinitionStore
 from touchpoint.runtime import Workspace
 
 HERO = ["home_hero"]

@@ -17,11 +17,11 @@ from typing import Any
 import orjson
 import pytest
 
-from touchpoint.core.definitions import parse_definitions
-from touchpoint.decide.log import DecisionLog, DecisionRecord, Outcome
+from touchpoint.decide.decision_log.base import DecisionLog, DecisionRecord, Outcome
+from touchpoint.decide.decision_log.sqlite import SqliteDecisionLog
 from touchpoint.decide.outcomes import OutcomeSink
-from touchpoint.decide.sqlite_definitions import SqliteDefinitionStore
-from touchpoint.decide.sqlite_log import SqliteDecisionLog
+from touchpoint.definitions.model import parse_definitions
+from touchpoint.definitions.store.sqlite import SqliteDefinitionStore
 from touchpoint.log import LogRecord, SqliteEventLog
 from touchpoint.stream.sinks import AppliedEvent
 

@@ -8,7 +8,6 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-from touchpoint.core.definitions import Definitions
 from touchpoint.decide.catalog import Catalog, CompiledContent
 from touchpoint.decide.policy import (
     Choice,
@@ -17,6 +16,7 @@ from touchpoint.decide.policy import (
     pick_tied,
     stable_hash,
 )
+from touchpoint.definitions.model import Definitions
 
 # A shared table of cases: if one of these changes, every visitor's page changes with it.
 HASH_TABLE = [

@@ -23,19 +23,19 @@ import psycopg
 import pytest
 
 from tests import servers
-from touchpoint.collect.postgres_rejected import (
+from touchpoint.audit.postgres import PostgresAuditLog
+from touchpoint.collect.rejected.base import NewRejected, names_any
+from touchpoint.collect.rejected.postgres import (
     PostgresRejectedStore,
     identity_digest,
     identity_digests,
 )
-from touchpoint.collect.rejected import NewRejected, names_any
-from touchpoint.core.definitions import Definitions
 from touchpoint.core.errors import Unavailable
 from touchpoint.core.postgres import Postgres
-from touchpoint.decide.log import DecisionRecord, Outcome
-from touchpoint.decide.postgres_definitions import PostgresDefinitionStore
-from touchpoint.decide.postgres_log import _REPORT, _SHOWN_COUNTS, PostgresDecisionLog
-from touchpoint.govern.postgres_audit import PostgresAuditLog
+from touchpoint.decide.decision_log.base import DecisionRecord, Outcome
+from touchpoint.decide.decision_log.postgres import _REPORT, _SHOWN_COUNTS, PostgresDecisionLog
+from touchpoint.definitions.model import Definitions
+from touchpoint.definitions.store.postgres import PostgresDefinitionStore
 
 T1 = "2026-01-01T01:00:00.000Z"
 
@@ -251,9 +251,9 @@ _APPLIER = """
 import json, sys, time
 from pathlib import Path
 from touchpoint.core.config_stores import PostgresConfig
-from touchpoint.core.definitions import Definitions
+from touchpoint.definitions.model import Definitions
 from touchpoint.core.postgres import Postgres
-from touchpoint.decide.postgres_definitions import PostgresDefinitionStore
+from touchpoint.definitions.store.postgres import PostgresDefinitionStore
 
 url, schema, tag, start = sys.argv[1:5]
 postgres = Postgres(PostgresConfig.model_validate({"url": url, "schema": schema}))

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from rich.console import Console
 
-from touchpoint.core.config import load_config_file
+from touchpoint.config.workspace import load_config_file
 from touchpoint.demo.catalog import build_catalog
 from touchpoint.demo.run import run_demo
 from touchpoint.demo.showcase import VISITORS_FILE

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from liquid import Environment
 
+from touchpoint.config.settings import load_settings
+from touchpoint.config.workspace import load_config_file, parse_config
 from touchpoint.core.conditions import compile_condition
-from touchpoint.core.config import load_config_file, parse_config
-from touchpoint.core.settings import load_settings
 from touchpoint.demo.catalog import build_catalog
 from touchpoint.demo.content import (
     DEMO_PLACEMENTS,

@@ -11,10 +11,10 @@ import pytest
 
 from tests.conftest import WRITE_KEY, drain
 from touchpoint.core.errors import NotFound
-from touchpoint.decide.log import DecisionRecord
+from touchpoint.decide.decision_log.base import DecisionRecord
 from touchpoint.govern.erasure import ERASE_ACTION, Eraser, ErasureJob
-from touchpoint.govern.tombstones import tombstone_key
 from touchpoint.profiles.model import Identity
+from touchpoint.profiles.tombstones import tombstone_key
 from touchpoint.runtime import Workspace
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import STRICT_KEY, WRITE_KEY, drain
 from touchpoint.core.errors import NotFound
-from touchpoint.decide.log import DecisionRecord, Outcome
+from touchpoint.decide.decision_log.base import DecisionRecord, Outcome
 from touchpoint.govern.export import EXPORT_ACTION, export_person
 from touchpoint.profiles.model import Identity
 from touchpoint.runtime import Workspace

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TEST_CONFIG, drain, write_config
+from touchpoint.config.settings import load_settings
 from touchpoint.core.errors import InvalidInput
-from touchpoint.core.settings import load_settings
 from touchpoint.demo.catalog import build_catalog
 from touchpoint.demo.simulate import simulate_visitors
 from touchpoint.models.registry import ModelRegistry
@@ -158,7 +158,7 @@ RECS_DEFINITIONS = {
 
 
 def apply_recs(workspace: Workspace) -> None:
-    from touchpoint.core.definitions import parse_definitions
+    from touchpoint.definitions.model import parse_definitions
 
     workspace.definitions.apply(parse_definitions(RECS_DEFINITIONS), actor="test")
     workspace.decider.refresh()

@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
-from touchpoint.collect.pii import IdentityHasher
-from touchpoint.core.config import IdentityConfig, IdentityKind
+from touchpoint.config.workspace import IdentityConfig, IdentityKind
 from touchpoint.core.errors import NotFound
 from touchpoint.core.identity_verification import IDENTITY_VERIFIED
 from touchpoint.profiles.identity import IdentityResolver, Resolution
 from touchpoint.profiles.model import Identity, Profile
-from touchpoint.profiles.sqlite import SqliteProfileStore
-from touchpoint.profiles.store import TimelineEvent
+from touchpoint.profiles.pii import IdentityHasher
+from touchpoint.profiles.store.base import TimelineEvent
+from touchpoint.profiles.store.sqlite import SqliteProfileStore
 
 HASHER = IdentityHasher("test-hash-secret-0123456789")
 T0 = "2024-01-01T00:00:00.000Z"

@@ -25,16 +25,16 @@ import psycopg
 import pytest
 
 from tests import servers
-from touchpoint.core.config import parse_config
+from touchpoint.config.workspace import parse_config
 from touchpoint.core.errors import BadRequest, InvalidInput, Unavailable
 from touchpoint.core.postgres import Postgres
 from touchpoint.log.base import LogRecord
 from touchpoint.log.sqlite import SqliteEventLog
 from touchpoint.profiles.identity import IdentityResolver
 from touchpoint.profiles.model import Identity, Profile
-from touchpoint.profiles.postgres import MIGRATIONS, PostgresProfileStore
-from touchpoint.profiles.sqlite import SqliteProfileStore
-from touchpoint.profiles.store import ProfileStore, TimelineEvent
+from touchpoint.profiles.store.base import ProfileStore, TimelineEvent
+from touchpoint.profiles.store.postgres import MIGRATIONS, PostgresProfileStore
+from touchpoint.profiles.store.sqlite import SqliteProfileStore
 from touchpoint.stream.processor import StreamProcessor
 
 T0 = "2024-01-01T00:00:00.000Z"

@@ -17,15 +17,15 @@ import redis
 
 from tests import servers
 from tests.conftest import TEST_CONFIG, WRITE_KEY, drain, write_config
+from touchpoint.config.settings import load_settings
 from touchpoint.core.clock import utcnow
 from touchpoint.core.config_stores import RedisConfig
 from touchpoint.core.metrics import Metrics
 from touchpoint.core.redis import RedisService
-from touchpoint.core.settings import load_settings
-from touchpoint.profiles.cache import CachedProfileStore
 from touchpoint.profiles.model import Identity, Profile
-from touchpoint.profiles.sqlite import SqliteProfileStore
-from touchpoint.profiles.store import ProfileStore, ProfileWriter
+from touchpoint.profiles.store.base import ProfileStore, ProfileWriter
+from touchpoint.profiles.store.redis_cache import CachedProfileStore
+from touchpoint.profiles.store.sqlite import SqliteProfileStore
 from touchpoint.runtime import Workspace
 from touchpoint.testing import RedisServer
 
@@ -342,7 +342,7 @@ def test_reads_go_to_the_store_while_redis_is_down_and_errors_are_logged_once_a_
     create(cache, "p1", ADA)
     assert (cache.find(ADA), trait(cache, "p1", "plan")) == ("p1", None)
     private_redis.kill()
-    caplog.set_level(logging.WARNING, logger="touchpoint.profiles.cache")
+    caplog.set_level(logging.WARNING, logger="touchpoint.profiles.store.redis_cache")
     set_trait(cache, "p1", "plan", "pro")  # a commit never fails for the cache
     for _ in range(3):
         clock.now += 2  # Redis is tried again when its pause (1 s, then 2, 4...) is over

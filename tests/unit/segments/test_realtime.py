@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
+from touchpoint.config.workspace import FeatureConfig, SegmentConfig
 from touchpoint.core.clock import isoformat
-from touchpoint.core.config import FeatureConfig, SegmentConfig
 from touchpoint.core.errors import DefinitionError
+from touchpoint.profiles.features import FeatureEngine
 from touchpoint.profiles.model import Identity, Profile
-from touchpoint.profiles.sqlite import SqliteProfileStore
+from touchpoint.profiles.store.sqlite import SqliteProfileStore
 from touchpoint.profiles.view import profile_document
 from touchpoint.segments.realtime import SegmentEvaluator
-from touchpoint.stream.features import FeatureEngine
 
 NOW = datetime(2024, 3, 10, 12, 0, tzinfo=UTC)
 

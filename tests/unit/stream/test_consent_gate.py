@@ -16,13 +16,13 @@ from typing import Any
 import orjson
 import pytest
 
+from touchpoint.config.workspace import parse_config
 from touchpoint.core.clock import isoformat
-from touchpoint.core.config import parse_config
 from touchpoint.core.errors import Unavailable
 from touchpoint.log.base import LogRecord
 from touchpoint.log.sqlite import SqliteEventLog
 from touchpoint.profiles.model import Identity
-from touchpoint.profiles.sqlite import SqliteProfileStore
+from touchpoint.profiles.store.sqlite import SqliteProfileStore
 from touchpoint.stream.processor import StreamProcessor
 from touchpoint.stream.sinks import AppliedEvent
 

@@ -17,14 +17,14 @@ from typing import Any
 import orjson
 import pytest
 
+from touchpoint.config.workspace import parse_config
 from touchpoint.core.clock import isoformat
-from touchpoint.core.config import parse_config
 from touchpoint.core.errors import Unavailable
 from touchpoint.log.base import LogRecord
 from touchpoint.log.sqlite import SqliteEventLog
 from touchpoint.profiles.model import Identity, Profile
-from touchpoint.profiles.sqlite import SqliteProfileStore
-from touchpoint.profiles.store import ProfileWriter
+from touchpoint.profiles.store.base import ProfileWriter
+from touchpoint.profiles.store.sqlite import SqliteProfileStore
 from touchpoint.stream.processor import StreamProcessor
 
 NOW = datetime(2024, 3, 10, 12, 0, tzinfo=UTC)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TEST_CONFIG, write_config
-from touchpoint.core.settings import Settings, load_settings
+from touchpoint.config.settings import Settings, load_settings
 from touchpoint.profiles.model import Identity
 from touchpoint.runtime import Workspace
 

@@ -11,8 +11,8 @@ from touchpoint.api.schemas.audit import AuditEntryOut, AuditPage
 from touchpoint.api.schemas.common import RowId
 from touchpoint.api.schemas.errors import ADMIN_ERRORS
 from touchpoint.api.schemas.security import SecretKeyScheme
+from touchpoint.audit.base import AuditEntry
 from touchpoint.core.errors import NotFound
-from touchpoint.govern.audit import AuditEntry
 
 router = APIRouter(tags=["audit"], dependencies=[AdminKey, SecretKeyScheme], responses=ADMIN_ERRORS)
 

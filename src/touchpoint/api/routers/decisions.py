@@ -14,7 +14,7 @@ from touchpoint.api.schemas.errors import ADMIN_ERRORS
 from touchpoint.api.schemas.security import SecretKeyScheme
 from touchpoint.core.clock import isoformat, parse_duration, parse_timestamp
 from touchpoint.core.errors import InvalidInput, NotFound
-from touchpoint.decide.log import ContentReport, DecisionRecord, Outcome
+from touchpoint.decide.decision_log.base import ContentReport, DecisionRecord, Outcome
 
 router = APIRouter(
     tags=["decisions"], dependencies=[AdminKey, SecretKeyScheme], responses=ADMIN_ERRORS

@@ -25,9 +25,8 @@ from touchpoint.api.schemas.definitions import (
 )
 from touchpoint.api.schemas.errors import ADMIN_ERRORS
 from touchpoint.api.schemas.security import SecretKeyScheme
-from touchpoint.core.definitions import Definitions, parse_definitions
 from touchpoint.core.errors import NotFound
-from touchpoint.decide.apply import (
+from touchpoint.definitions.apply import (
     DefinitionDiff,
     apply_definitions,
     delete_content,
@@ -37,7 +36,8 @@ from touchpoint.decide.apply import (
     put_content,
     put_placement,
 )
-from touchpoint.decide.definition_store import DefinitionVersion
+from touchpoint.definitions.model import Definitions, parse_definitions
+from touchpoint.definitions.store.base import DefinitionVersion
 from touchpoint.runtime import Workspace
 
 router = APIRouter(

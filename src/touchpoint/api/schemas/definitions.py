@@ -1,8 +1,8 @@
 """Definitions admin: the sets and items it takes, and the versions and diffs it answers.
 
-Inputs are checked item by item by `core.definitions.parse_definitions` (so an error names
+Inputs are checked item by item by `definitions.model.parse_definitions` (so an error names
 its path inside the set); these models take the items as plain JSON. Outputs mirror
-`core.definitions` as written back (`model_dump(mode="json")`).
+`definitions.model` as written back (`model_dump(mode="json")`).
 """
 
 from __future__ import annotations

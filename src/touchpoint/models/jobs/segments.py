@@ -58,7 +58,7 @@ def _segments_job(
 
 def train_rfm(trainer: Trainer, data: TrainingData) -> Fitted:
     """RFM quantile scores and their named groups (`rfm_champions`, `rfm_at_risk`…)."""
-    from touchpoint.segments.rfm import RFM_SEGMENT_NAMES, rfm_scores
+    from touchpoint.models.segmentation.rfm import RFM_SEGMENT_NAMES, rfm_scores
 
     frame = people_of(data)
     scores = rfm_scores(frame)
@@ -86,7 +86,7 @@ def train_rfm(trainer: Trainer, data: TrainingData) -> Fitted:
 def train_clusters(trainer: Trainer, data: TrainingData) -> Fitted:
     """K-Means over standardized behaviour, k chosen by silhouette (`cluster_*` segments,
     each named and described by its distinguishing features)."""
-    from touchpoint.segments.clusters import fit_clusters
+    from touchpoint.models.segmentation.clusters import fit_clusters
 
     frame = people_of(data)
     model = fit_clusters(frame, seed=trainer.seed)
@@ -120,7 +120,7 @@ def train_lifecycle(trainer: Trainer, data: TrainingData) -> Fitted:
     """Who a person is: value tier (`value_high`…) and lifecycle stage (`lifecycle_new`,
     `lifecycle_at_risk`…), the first tier of the two-tier view (the second is what they do
     now: real-time segments over computed features)."""
-    from touchpoint.segments.lifecycle import (
+    from touchpoint.models.segmentation.lifecycle import (
         LIFECYCLE_STAGES,
         VALUE_TIERS,
         LifecycleThresholds,
