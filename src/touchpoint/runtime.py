@@ -36,6 +36,7 @@ from touchpoint.models.registry import ModelRegistry
 from touchpoint.profiles import build_profile_store
 from touchpoint.profiles.features import FeatureEngine
 from touchpoint.profiles.identity import IdentityResolver
+from touchpoint.profiles.lookup import PersonFinder
 from touchpoint.profiles.pii import IdentityHasher
 from touchpoint.profiles.store.base import ProfileStore
 from touchpoint.profiles.store.sqlite import SqliteProfileStore
@@ -65,6 +66,7 @@ class Workspace:
     rejected: RejectedStore
     profiles: ProfileStore
     hasher: IdentityHasher
+    people: PersonFinder
     collector: Collector
     processor: StreamProcessor
     decisions: DecisionLog
@@ -207,14 +209,14 @@ class Workspace:
                 warehouse=warehouse,
                 recent_feature=config.recent_items_feature(),
             )
+        people = PersonFinder(
+            resolver=processor.resolver, hasher=hasher, profiles=profiles, features=processor.engine
+        )
         decider = Decider(
             config=config,
             definitions=definitions,
             decisions=decisions,
-            profiles=profiles,
-            resolver=processor.resolver,
-            hasher=hasher,
-            features=processor.engine,
+            people=people,
             metrics=metrics,
             recommendations=recommendations,
             clock=clock.now,
@@ -222,12 +224,10 @@ class Workspace:
         eraser = Eraser(
             log=log,
             warehouse=warehouse,
-            profiles=profiles,
+            people=people,
             decisions=decisions,
             rejected=rejected,
             audit=audit,
-            hasher=hasher,
-            resolver=processor.resolver,
             forget_in_models=partial(forget_people, registry),
             metrics=metrics,
             clock=clock.now,
@@ -239,6 +239,7 @@ class Workspace:
             rejected=rejected,
             profiles=profiles,
             hasher=hasher,
+            people=people,
             collector=collector,
             processor=processor,
             decisions=decisions,
@@ -357,13 +358,10 @@ class Workspace:
         return export_person(
             kind,
             value,
-            profiles=self.profiles,
+            people=self.people,
             decisions=self.decisions,
             rejected=self.rejected,
             audit=self.audit,
-            hasher=self.hasher,
-            resolver=self.resolver,
-            features=self.features,
             actor=actor,
             clock=self.clock.now,
         )

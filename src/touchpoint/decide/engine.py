@@ -55,13 +55,9 @@ from touchpoint.decide.results import (
     PlacementDecision,
 )
 from touchpoint.definitions.store.base import DefinitionStore
-from touchpoint.profiles.features import FeatureEngine
-from touchpoint.profiles.identity import IdentityResolver
-from touchpoint.profiles.model import Identity, Profile
-from touchpoint.profiles.pii import IdentityHasher
-from touchpoint.profiles.store.base import ProfileStore
-from touchpoint.profiles.tombstones import tombstone_key
-from touchpoint.profiles.view import profile_document
+from touchpoint.profiles.lookup import Person as FoundPerson
+from touchpoint.profiles.lookup import PersonFinder
+from touchpoint.profiles.model import Identity
 
 logger = logging.getLogger(__name__)
 
@@ -94,10 +90,7 @@ class Decider:
         config: TouchpointConfig,
         definitions: DefinitionStore,
         decisions: DecisionLog,
-        profiles: ProfileStore,
-        resolver: IdentityResolver,
-        hasher: IdentityHasher,
-        features: FeatureEngine,
+        people: PersonFinder,
         metrics: Metrics,
         clock: Callable[[], datetime] = utcnow,
         reload_interval: float = 1.0,
@@ -107,15 +100,13 @@ class Decider:
         self.recommendations = recommendations
         self._definitions = definitions
         self._decisions = decisions
-        self._profiles = profiles
-        self._resolver = resolver
-        self._hasher = hasher
-        self._features = features
+        self._people = people
+        self._features = people.features
         self._metrics = metrics
         self._clock = clock
         self._reload_interval = reload_interval
         self._policies: Mapping[str, Policy] = default_policies()
-        self._kind_rank = {kind.name: rank for rank, kind in enumerate(resolver.kinds)}
+        self._kind_rank = {kind.name: rank for rank, kind in enumerate(people.resolver.kinds)}
         self._catalog = Catalog.empty()
         self._checked_at = float("-inf")  # monotonic time of the last version check
         self._lock = threading.Lock()
@@ -212,11 +203,12 @@ class Decider:
         identities = self._identities(request.identities)
         now = self._clock()
         at = isoformat(now)
-        profile = self._person(identities)
-        subjects = self._subjects(identities, known=profile is not None)
+        found = self._people.find(identities)
+        profile = found.profile
+        subjects = self._subjects(found)
         profile_id = profile.profile_id if profile is not None else None
         document = (
-            profile_document(profile, self._features, now)
+            self._people.document(profile, now)
             if profile is not None
             else self._empty_document(now)
         )
@@ -302,32 +294,20 @@ class Decider:
             if not isinstance(value, str) or not value.strip():
                 raise InvalidInput(f"{kind}: must be a non-empty string", details={"field": kind})
         ordered = sorted(given, key=self._kind_rank.__getitem__)
-        lookup = self._resolver.identity_for_lookup
-        return [lookup(kind, given[kind], self._hasher) for kind in ordered]
+        return [self._people.identity(kind, given[kind]) for kind in ordered]
 
-    def _person(self, identities: list[Identity]) -> Profile | None:
-        for identity in identities:
-            profile_id = self._profiles.find(identity)
-            if profile_id is not None:
-                profile = self._profiles.get(profile_id)
-                if profile is not None:
-                    return profile
-        return None
-
-    def _subjects(self, identities: list[Identity], *, known: bool) -> list[str]:
+    @staticmethod
+    def _subjects(person: FoundPerson) -> list[str]:
         """How the decision log names the person: `kind:value` per identity, except for an
         identity an erasure tombstoned, which is named only by its tombstone (someone erased
         who comes back is decided for as a stranger, and their identifier is not recorded
-        again). Only people without a profile are checked: a profile means no tombstone."""
-        subjects = []
-        for identity in identities:
-            if not known:
-                key = tombstone_key(self._hasher, identity)
-                if self._profiles.tombstone(key) is not None:
-                    subjects.append(f"erased:{key}")
-                    continue
-            subjects.append(f"{identity.kind}:{identity.value}")
-        return subjects
+        again)."""
+        return [
+            f"erased:{key}"
+            if (key := person.tombstones.get(identity)) is not None
+            else f"{identity.kind}:{identity.value}"
+            for identity in person.identities
+        ]
 
     def _empty_document(self, now: datetime) -> dict[str, Any]:
         """The document of someone without a profile: profile_document's keys, empty."""

@@ -26,7 +26,6 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from touchpoint.audit.base import AuditLog
@@ -37,11 +36,8 @@ from touchpoint.core.leftovers import Leftover
 from touchpoint.core.metrics import Metrics
 from touchpoint.decide.decision_log.base import DecisionLog
 from touchpoint.log.base import EventLog
-from touchpoint.profiles.identity import IdentityResolver
+from touchpoint.profiles.lookup import PersonFinder
 from touchpoint.profiles.model import Identity
-from touchpoint.profiles.pii import IdentityHasher
-from touchpoint.profiles.store.base import ProfileStore
-from touchpoint.profiles.tombstones import tombstone_key
 
 if TYPE_CHECKING:
     from touchpoint.warehouse.store import Warehouse
@@ -119,31 +115,28 @@ class Eraser:
         self,
         *,
         log: EventLog,
-        profiles: ProfileStore,
+        people: PersonFinder,
         warehouse: Warehouse | None = None,
         decisions: DecisionLog,
         rejected: RejectedStore,
         audit: AuditLog,
-        hasher: IdentityHasher,
-        resolver: IdentityResolver,
         forget_in_models: Callable[[Sequence[str]], int] | None = None,
         metrics: Metrics | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.log = log
-        self.profiles = profiles
+        self.people = people
+        self.profiles = people.profiles
         self.warehouse = warehouse
         self.decisions = decisions
         self.rejected = rejected
         self.audit = audit
-        self.hasher = hasher
-        self.resolver = resolver
         self.forget_in_models = forget_in_models
         self.metrics = metrics
         self._clock = clock
-        self._tombstone_key: Callable[[Identity], str] = partial(tombstone_key, hasher)
+        self._tombstone_key: Callable[[Identity], str] = people.tombstone_key
         self._routing_kinds = frozenset(
-            kind.name for kind in resolver.kinds if kind.source in _ROUTING_SOURCES
+            kind.name for kind in people.resolver.kinds if kind.source in _ROUTING_SOURCES
         )
         self._lock = threading.Lock()
 
@@ -151,12 +144,12 @@ class Eraser:
         """Erase the person with identifier `kind`/`value` (as a caller writes it: PII is
         hashed here). Idempotent: a person already erased gets their job again, with
         `already_erased` set. Raises NotFound for an undeclared kind or an unknown person."""
-        identity = self.resolver.identity_for_lookup(kind, value, self.hasher)
+        identity = self.people.identity(kind, value)
         subject = self._tombstone_key(identity)
         with self._lock:
             requested_at = isoformat(self._clock())
             job_id = new_id()
-            profile_id = self.profiles.find(identity)
+            profile_id = self.people.find([identity], load=False).profile_id
             erased = None
             if profile_id is not None:
                 erased = self.profiles.erase(

@@ -12,20 +12,15 @@ import dataclasses
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from touchpoint.audit.base import AuditLog
 from touchpoint.collect.rejected.base import RejectedStore, names_any
 from touchpoint.core.clock import isoformat, utcnow
 from touchpoint.core.errors import NotFound
 from touchpoint.decide.decision_log.base import DecisionLog
-from touchpoint.profiles.identity import IdentityResolver
-from touchpoint.profiles.pii import IdentityHasher
+from touchpoint.profiles.lookup import PersonFinder
 from touchpoint.profiles.store.base import ProfileStore
-from touchpoint.profiles.view import profile_document
-
-if TYPE_CHECKING:
-    from touchpoint.profiles.features import FeatureEngine
 
 logger = logging.getLogger(__name__)
 
@@ -38,13 +33,10 @@ def export_person(
     kind: str,
     value: str,
     *,
-    profiles: ProfileStore,
+    people: PersonFinder,
     decisions: DecisionLog,
     rejected: RejectedStore,
     audit: AuditLog,
-    hasher: IdentityHasher,
-    resolver: IdentityResolver,
-    features: FeatureEngine,
     actor: str,
     clock: Callable[[], datetime] = utcnow,
 ) -> dict[str, Any]:
@@ -57,11 +49,10 @@ def export_person(
     `segment_history` (oldest first), `decisions`, `outcomes` (oldest first),
     `rejected_events` (those naming the person, oldest first).
     """
-    identity = resolver.identity_for_lookup(kind, value, hasher)
-    profile_id = profiles.find(identity)
-    profile = None if profile_id is None else profiles.get(profile_id)
+    profile = people.find_one(kind, value).profile
     if profile is None:
         raise NotFound(f"no profile for {kind}", details={"kind": kind})
+    profiles = people.profiles
     now = clock()
     lineage = profiles.lineage(profile.profile_id)
     profile_ids = list(dict.fromkeys([profile.profile_id, *(m.merged_id for m in lineage)]))
@@ -73,7 +64,7 @@ def export_person(
     message_ids = {m for event in events if isinstance(m := event.get("messageId"), str)}
     document = {
         "exported_at": isoformat(now),
-        "profile": profile_document(profile, features, now),
+        "profile": people.document(profile, now),
         "identities": [{"kind": i.kind, "value": i.value} for i in profile.identities],
         "lineage": [
             {

@@ -31,12 +31,10 @@ def collect(workspace: Workspace, *events: dict[str, Any]) -> None:
 def eraser(workspace: Workspace) -> Eraser:
     return Eraser(
         log=workspace.log,
-        profiles=workspace.profiles,
+        people=workspace.people,
         decisions=workspace.decisions,
         rejected=workspace.rejected,
         audit=workspace.audit,
-        hasher=workspace.hasher,
-        resolver=workspace.resolver,
         metrics=workspace.metrics,
         clock=lambda: NOW,
     )

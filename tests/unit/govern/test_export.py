@@ -29,13 +29,10 @@ def export(workspace: Workspace, kind: str, value: str) -> dict[str, Any]:
     return export_person(
         kind,
         value,
-        profiles=workspace.profiles,
+        people=workspace.people,
         decisions=workspace.decisions,
         rejected=workspace.rejected,
         audit=workspace.audit,
-        hasher=workspace.hasher,
-        resolver=workspace.resolver,
-        features=workspace.features,
         actor="cli:test",
         clock=lambda: NOW,
     )

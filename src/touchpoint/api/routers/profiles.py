@@ -12,7 +12,6 @@ from touchpoint.api.schemas.errors import ADMIN_ERRORS
 from touchpoint.api.schemas.profiles import ProfileEventsPage, ProfileOut
 from touchpoint.api.schemas.security import SecretKeyScheme
 from touchpoint.core.errors import NotFound
-from touchpoint.profiles.view import profile_document
 from touchpoint.runtime import Workspace
 
 router = APIRouter(
@@ -21,18 +20,17 @@ router = APIRouter(
 
 
 def _profile_id(workspace: Workspace, kind: str, value: str) -> str:
-    identity = workspace.resolver.identity_for_lookup(kind, value, workspace.hasher)
-    profile_id = workspace.profiles.find(identity)
-    if profile_id is None:
+    person = workspace.people.find_one(kind, value, load=False)
+    if person.profile_id is None:
         raise NotFound(f"no profile has this {kind}", details={"kind": kind})
-    return profile_id
+    return person.profile_id
 
 
 def _lookup(workspace: Workspace, kind: str, value: str) -> dict[str, Any]:
-    profile = workspace.profiles.get(_profile_id(workspace, kind, value))
+    profile = workspace.people.find_one(kind, value).profile
     if profile is None:
         raise NotFound(f"no profile has this {kind}", details={"kind": kind})
-    document = profile_document(profile, workspace.features, workspace.clock.now())
+    document = workspace.people.document(profile, workspace.clock.now())
     document["lineage"] = [
         {
             "survivor_id": merge.survivor_id,
