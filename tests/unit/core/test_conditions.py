@@ -176,7 +176,9 @@ def test_type_mismatch_is_false(spec: Any) -> None:
 ODD_VALUES: list[Any] = [object(), {1, 2}, b"bytes", float("nan"), [{"a": 1}], {"k": [1]}]
 
 
-@pytest.mark.parametrize("odd", ODD_VALUES, ids=repr)
+@pytest.mark.parametrize(
+    "odd", ODD_VALUES, ids=["object", "set", "bytes", "nan", "list_of_dict", "dict_of_list"]
+)
 @pytest.mark.parametrize(
     "spec",
     [
