@@ -1,21 +1,49 @@
-"""Gauges read at scrape time from the running workspace (log lag, processor counters)."""
+"""Gauges read at scrape time from the running workspace (log lag, processor counters).
+
+The collector reads the workspace through `MeasuredWorkspace`, the few parts it needs, so
+this module sits below `runtime` (which registers it) instead of importing it back.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from touchpoint.runtime import Workspace
+    from touchpoint.collect.rejected.base import RejectedStore
+    from touchpoint.log.base import EventLog
+    from touchpoint.stream.processor import StreamProcessor
+    from touchpoint.warehouse.store import Warehouse
+    from touchpoint.warehouse.writer import WarehouseWriter
+
+
+class MeasuredWorkspace(Protocol):
+    """What the collector reads of a running workspace (`runtime.Workspace` has it all),
+    looked up at every scrape so it always sees the workspace's current parts."""
+
+    @property
+    def log(self) -> EventLog: ...
+
+    @property
+    def processor(self) -> StreamProcessor: ...
+
+    @property
+    def rejected(self) -> RejectedStore: ...
+
+    @property
+    def warehouse(self) -> Warehouse | None: ...
+
+    @property
+    def warehouse_writer(self) -> WarehouseWriter | None: ...
 
 
 class WorkspaceCollector(Collector):
     """Exposes what the stores and the processor know, computed when Prometheus asks."""
 
-    def __init__(self, workspace: Workspace) -> None:
+    def __init__(self, workspace: MeasuredWorkspace) -> None:
         self._workspace = workspace
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:

@@ -1,4 +1,5 @@
-"""The demo storefront router: the page, its script, the visitors file, and its guards."""
+"""The demo storefront router (`demo.page`, added by `touchpoint demo`): the page, its script,
+the visitors file, and its guards."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ from fastapi.testclient import TestClient
 
 from tests.conftest import CLIENT_KEY, TEST_CONFIG, basic, write_config
 from touchpoint.api.app import create_app
-from touchpoint.api.routers.demo import script_json
 from touchpoint.config.settings import Settings, load_settings
 from touchpoint.demo.catalog import build_catalog
+from touchpoint.demo.page import router, script_json
 from touchpoint.demo.showcase import VISITORS_FILE
 from touchpoint.runtime import Workspace
 
@@ -22,14 +23,14 @@ from touchpoint.runtime import Workspace
 @pytest.fixture
 def demo_settings(tmp_path: Path) -> Settings:
     path = write_config(tmp_path, TEST_CONFIG)
-    return load_settings(path, tmp_path / "data", environ={}, enable_demo_page=True)
+    return load_settings(path, tmp_path / "data", environ={})
 
 
 @pytest.fixture
 def demo_client(demo_settings: Settings) -> Iterator[TestClient]:
     workspace = Workspace.open(demo_settings)
     try:
-        with TestClient(create_app(demo_settings, workspace=workspace)) as client:
+        with TestClient(create_app(demo_settings, workspace=workspace, routers=[router])) as client:
             yield client
     finally:
         workspace.close()
@@ -107,7 +108,7 @@ def test_visitors_named_by_user_id_come_signed_by_the_shop_backend(
     assert "message.context.user_hash = state.visitor.user_hash" in script
 
 
-def test_the_page_is_not_served_unless_the_settings_ask(client: TestClient) -> None:
+def test_the_page_is_not_served_unless_the_demo_adds_it(client: TestClient) -> None:
     for path in ("/demo", "/demo/storefront.js", "/demo/visitors.json"):
         assert client.get(path).status_code == 404
 
@@ -123,8 +124,8 @@ def test_the_page_has_the_placements_of_the_demo_workspace(tmp_path: Path) -> No
 
     data = demo_workspace(build_catalog(), write_key="wk_demo_page_test")
     path = write_config(tmp_path, data)
-    settings = load_settings(path, tmp_path / "data", environ={}, enable_demo_page=True)
-    with TestClient(create_app(settings)) as client:
+    settings = load_settings(path, tmp_path / "data", environ={})
+    with TestClient(create_app(settings, routers=[router])) as client:
         config = page_config(client.get("/demo").text)
     assert config["placements"] == ["home_hero", "product_recs", "cart_banner"]
     assert config["writeKey"] == "wk_demo_page_test"

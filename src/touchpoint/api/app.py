@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi_offline import FastAPIOffline
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,7 +22,6 @@ from touchpoint.api.routers import (
     decide,
     decisions,
     definitions,
-    demo,
     governance,
     health,
     profiles,
@@ -98,7 +97,11 @@ def create_app_from_environment() -> FastAPI:
 
 
 def create_app(
-    settings: Settings, *, workspace: Workspace | None = None, owns_workspace: bool = False
+    settings: Settings,
+    *,
+    workspace: Workspace | None = None,
+    owns_workspace: bool = False,
+    routers: Sequence[APIRouter] = (),
 ) -> FastAPI:
     """Build the app.
 
@@ -108,7 +111,10 @@ def create_app(
     settings ask for it (the stream processor and the jobs: warehouse copy, training), and
     at shutdown it closes the workspace. Shutdown is the one path both Ctrl-C and SIGTERM
     take (uvicorn re-raises SIGTERM only after it), so every file is closed either way. A
-    workspace handed over without ownership (tests) is left as it is."""
+    workspace handed over without ownership (tests) is left as it is.
+
+    `routers` are added after the API's own: a layer above the API registers its pages
+    this way (`touchpoint demo` its storefront), so the API imports none of them."""
     metrics = workspace.metrics if workspace is not None else Metrics()
 
     @asynccontextmanager
@@ -150,8 +156,8 @@ def create_app(
         health,
     ):
         app.include_router(module.router)
-    if settings.enable_demo_page:
-        app.include_router(demo.router)
+    for router in routers:
+        app.include_router(router)
     if settings.enable_noop_endpoint:
         app.add_api_route("/v1/noop", health.noop, methods=["POST"], include_in_schema=False)
     install_openapi(app, settings.config, decide.MAX_PLACEMENTS)

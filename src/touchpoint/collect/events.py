@@ -16,6 +16,7 @@ formatted by `core.clock.isoformat`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -192,6 +193,17 @@ def event_errors(error: ValidationError) -> list[dict[str, str]]:
         reason = item["msg"].removeprefix("Value error, ")
         found.append({"field": field, "reason": reason})
     return found
+
+
+def event_name(event: Mapping[str, Any]) -> str | None:
+    """The name a stored event carries: a `track`'s `event`, a `page`'s or `screen`'s
+    `name`; None for the other types (or a name that is not text).
+
+    Every reader of stored events (the profile pipeline, the warehouse's events table)
+    names them this one way."""
+    key = "event" if event.get("type") == "track" else "name"
+    name = event.get(key)
+    return name if isinstance(name, str) else None
 
 
 FUTURE_TOLERANCE = timedelta(minutes=5)

@@ -43,16 +43,19 @@ from touchpoint.core.errors import InvalidInput
 
 if TYPE_CHECKING:
     from touchpoint.collect.ingest import Collector, CollectResult, EventProblem
+    from touchpoint.config.settings import Settings
     from touchpoint.core.config_sources import SourceConfig
     from touchpoint.log.base import EventLog
-    from touchpoint.runtime import Workspace
+    from touchpoint.log.coordination import PartitionCoordinator
 
 __all__ = [
     "ApplyResult",
+    "ApplyingWorkspace",
     "BadRow",
     "ImportOptions",
     "ImportProgress",
     "ImportResult",
+    "ImportingWorkspace",
     "ItemWriter",
     "apply_imported",
     "import_file",
@@ -74,8 +77,51 @@ class ItemWriter(Protocol):
         ...
 
 
+class ImportingWorkspace(Protocol):
+    """What `import_file` uses of a running workspace (`runtime.Workspace` has it): the
+    workspace is passed in, so this module needs nothing above `collect`."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def collector(self) -> Collector: ...
+
+    @property
+    def warehouse(self) -> ItemWriter | None: ...
+
+
+class ProfilePipeline(Protocol):
+    """The stream processor as `apply_imported` drives it: its consumer group, and one
+    round of polling and applying."""
+
+    @property
+    def group(self) -> str: ...
+
+    def run_once(self, max_records: int = ...) -> int:
+        """Apply up to `max_records` entries of every owned partition; entries handled."""
+        ...
+
+
+class ApplyingWorkspace(Protocol):
+    """What `apply_imported` uses of a running workspace (`runtime.Workspace` has it)."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def log(self) -> EventLog: ...
+
+    @property
+    def processor(self) -> ProfilePipeline: ...
+
+    def share_partitions(self) -> PartitionCoordinator:
+        """Make this process's processor one worker of its group (see runtime.Workspace)."""
+        ...
+
+
 def import_file(
-    workspace: Workspace,
+    workspace: ImportingWorkspace,
     kind: ImportKind,
     path: Path,
     options: ImportOptions | None = None,
@@ -293,7 +339,7 @@ def log_positions(log: EventLog) -> dict[int, int]:
 
 
 def apply_imported(
-    workspace: Workspace,
+    workspace: ApplyingWorkspace,
     since: Mapping[int, int],
     *,
     on_progress: Callable[[int, int], None] | None = None,

@@ -44,7 +44,6 @@ class Settings:
     config_path: Path | None = None
     enable_noop_endpoint: bool = False
     run_processor: bool = True
-    enable_demo_page: bool = False
 
     @property
     def secret_key(self) -> str:
@@ -135,7 +134,6 @@ def load_settings(
     environ: Mapping[str, str] | None = None,
     enable_noop_endpoint: bool = False,
     run_processor: bool = True,
-    enable_demo_page: bool = False,
 ) -> Settings:
     """Resolve the settings of a process: config file (or the default workspace), data
     directory, environment overrides, then generated keys for whatever is still missing."""
@@ -163,5 +161,4 @@ def load_settings(
         config_path=path,
         enable_noop_endpoint=enable_noop_endpoint,
         run_processor=run_processor,
-        enable_demo_page=enable_demo_page,
     )

@@ -42,7 +42,6 @@ from touchpoint.decide.caps import RequestCaps
 from touchpoint.decide.catalog import Catalog, CompiledContent, CompiledPlacement
 from touchpoint.decide.decision_log.base import DecisionLog, DecisionRecord
 from touchpoint.decide.policy import Policy, default_policies
-from touchpoint.decide.recommendations import RecommendationSource, RecommendedItems
 from touchpoint.decide.render import TemplateRenderError
 from touchpoint.decide.results import (
     ELIGIBLE,
@@ -55,6 +54,7 @@ from touchpoint.decide.results import (
     PlacementDecision,
 )
 from touchpoint.definitions.store.base import DefinitionStore
+from touchpoint.models.recommend.source import RecommendationSource, RecommendedItems
 from touchpoint.profiles.lookup import Person as FoundPerson
 from touchpoint.profiles.lookup import PersonFinder
 from touchpoint.profiles.model import Identity

@@ -27,7 +27,7 @@ from touchpoint.decide.decision_log.base import (
     OutcomeKind,
 )
 from touchpoint.definitions.store.base import DefinitionStore
-from touchpoint.stream.sinks import AppliedEvent
+from touchpoint.profiles.sinks import AppliedEvent
 
 logger = logging.getLogger(__name__)
 

@@ -200,10 +200,10 @@ class DemoSummary:
 
 
 def demo_settings(data_dir: Path, config_path: Path) -> Settings:
-    """The demo workspace file in `data_dir` with the storefront page on, whatever
+    """The demo workspace file in `data_dir`, whatever
     TOUCHPOINT_CONFIG says (keys it lacks are generated once in `data_dir`)."""
     environ = {key: value for key, value in os.environ.items() if key != "TOUCHPOINT_CONFIG"}
-    return load_settings(config_path, data_dir, environ=environ, enable_demo_page=True)
+    return load_settings(config_path, data_dir, environ=environ)
 
 
 def _print_sent(console: Console, what: str, sent: SendStats) -> None:

@@ -28,14 +28,16 @@ class DemoError(TouchpointError):
 
 
 class BackgroundServer:
-    """A uvicorn server on its own thread, started and stopped by the caller."""
+    """A uvicorn server on its own thread, started and stopped by the caller: the app with
+    the demo's storefront page (`demo.page`)."""
 
     def __init__(self, settings: Settings, *, host: str, port: int) -> None:
         import uvicorn
 
         from touchpoint.api.app import create_app
+        from touchpoint.demo.page import router
 
-        self.app = create_app(settings)
+        self.app = create_app(settings, routers=[router])
         config = uvicorn.Config(self.app, host=host, port=port, log_config=None, access_log=False)
         self.server = uvicorn.Server(config)
         self.base_url = f"http://{host}:{port}"

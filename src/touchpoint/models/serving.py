@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from touchpoint.decide.recommendations import RecommendedItems
+from touchpoint.models.recommend.source import RecommendedItems
 from touchpoint.models.registry import ModelRegistry
 
 if TYPE_CHECKING:

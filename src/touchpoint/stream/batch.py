@@ -4,14 +4,13 @@ saved and done after the commit)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from touchpoint.log.base import LogEntry, LogRewrite
 from touchpoint.profiles.model import Identity, Profile
+from touchpoint.profiles.sinks import AppliedEvent
 from touchpoint.profiles.store.base import ProfileWriter
-from touchpoint.stream.sinks import AppliedEvent
 
 
 @dataclass(slots=True)
@@ -62,9 +61,3 @@ class Batch:
                 raise LookupError(f"profile {profile_id} vanished inside its transaction")
             self.profiles[profile_id] = profile
         return profile
-
-
-def event_name(event: Mapping[str, Any]) -> str | None:
-    key = "event" if event.get("type") == "track" else "name"
-    name = event.get(key)
-    return name if isinstance(name, str) else None

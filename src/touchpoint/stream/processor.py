@@ -27,6 +27,7 @@ from typing import Any
 
 import orjson
 
+from touchpoint.collect.events import event_name
 from touchpoint.config.workspace import TouchpointConfig
 from touchpoint.core.clock import isoformat, utcnow
 from touchpoint.core.consent import ANALYTICS
@@ -42,11 +43,11 @@ from touchpoint.profiles.fields import (
 )
 from touchpoint.profiles.identity import IdentityResolver
 from touchpoint.profiles.model import Identity, Profile
+from touchpoint.profiles.sinks import AppliedEvent, EventSink
 from touchpoint.profiles.store.base import ProfileStore, ProfileWriter, TimelineEvent
 from touchpoint.profiles.view import profile_document
 from touchpoint.segments.realtime import SegmentEvaluator
-from touchpoint.stream.batch import Batch, Counts, Decoded, event_name
-from touchpoint.stream.sinks import AppliedEvent, EventSink
+from touchpoint.stream.batch import Batch, Counts, Decoded
 
 logger = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
+from touchpoint.collect.events import event_name
 from touchpoint.core.clock import parse_timestamp
-from touchpoint.stream.batch import event_name
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 

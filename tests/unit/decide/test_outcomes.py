@@ -23,7 +23,7 @@ from touchpoint.decide.outcomes import OutcomeSink
 from touchpoint.definitions.model import parse_definitions
 from touchpoint.definitions.store.sqlite import SqliteDefinitionStore
 from touchpoint.log import LogRecord, SqliteEventLog
-from touchpoint.stream.sinks import AppliedEvent
+from touchpoint.profiles.sinks import AppliedEvent
 
 T1 = "2026-02-01T10:00:00.000Z"
 T2 = "2026-02-01T10:05:00.000Z"

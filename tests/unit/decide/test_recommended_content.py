@@ -11,9 +11,9 @@ import pytest
 
 from tests.unit.decide.test_engine import apply, browser, decider_for
 from touchpoint.core.errors import DefinitionError
-from touchpoint.decide.recommendations import RecommendedItems
 from touchpoint.decide.results import DecideRequest
 from touchpoint.definitions.model import parse_definitions
+from touchpoint.models.recommend.source import RecommendedItems
 from touchpoint.runtime import Workspace
 
 PLACEMENTS = [{"name": "recs", "fallback": "recs_default"}]

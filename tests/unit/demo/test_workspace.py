@@ -138,7 +138,7 @@ def test_the_file_round_trips_and_keeps_its_write_key(tmp_path: Path) -> None:
 
 def test_settings_generate_the_keys_the_file_leaves_out(tmp_path: Path) -> None:
     path = write_workspace(tmp_path / "touchpoint.yaml", config_data())
-    settings = load_settings(path, tmp_path / "data", environ={}, enable_demo_page=True)
-    again = load_settings(path, tmp_path / "data", environ={}, enable_demo_page=True)
-    assert settings.enable_demo_page and settings.config.sources[0].write_key == WRITE_KEY
+    settings = load_settings(path, tmp_path / "data", environ={})
+    again = load_settings(path, tmp_path / "data", environ={})
+    assert settings.config.sources[0].write_key == WRITE_KEY
     assert settings.secret_key == again.secret_key and settings.secret_key not in path.read_text()

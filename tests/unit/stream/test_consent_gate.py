@@ -22,9 +22,9 @@ from touchpoint.core.errors import Unavailable
 from touchpoint.log.base import LogRecord
 from touchpoint.log.sqlite import SqliteEventLog
 from touchpoint.profiles.model import Identity
+from touchpoint.profiles.sinks import AppliedEvent
 from touchpoint.profiles.store.sqlite import SqliteProfileStore
 from touchpoint.stream.processor import StreamProcessor
-from touchpoint.stream.sinks import AppliedEvent
 
 NOW = datetime(2024, 3, 10, 12, 0, tzinfo=UTC)
 FEATURES: list[dict[str, Any]] = [{"name": "views", "type": "count", "event": "Product Viewed"}]

@@ -2,7 +2,8 @@
 
 The engine depends on this protocol only; the models area implements it (a recommender
 from the model registry, the person's precomputed list, popularity when there is no
-model yet), so `decide` never imports a model library.
+model yet). It lives in `models`, below `decide`, so the implementation needs nothing
+from the engine; this module imports no model library, so `decide` never loads one.
 """
 
 from __future__ import annotations

@@ -8,6 +8,10 @@ batch later (the profile side of it is then a replay, which changes nothing).
 
 Entries of erased people never reach a sink; entries without analytics consent
 arrive anonymized, with no profile.
+
+The interface lives with the profile, below the processor (`stream`), so an area that
+implements a sink (decide's outcome joiner) depends on what a sink receives, not on the
+pipeline that feeds it.
 """
 
 from __future__ import annotations

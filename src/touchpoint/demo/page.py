@@ -1,16 +1,16 @@
 """The demo storefront: `GET /demo`, its script, and the visitors the demo simulated.
 
-`create_app` includes this router only when `settings.enable_demo_page` is on
-(`touchpoint demo` turns it on). The page is plain HTML and vanilla JavaScript
-served from the `touchpoint.demo` package: it asks `POST /v1/decide` for its
-placements with the write key of a source that allows client-side decisions,
-and sends `Decision Viewed` / `Decision Clicked` through `/v1/batch`; for a
-visitor named by user id it sends the `user_hash` `/demo/visitors.json` gives it,
-as a real shop's backend would for its signed-in visitor. Write keys
-are public (they ship in web pages), so the router writes that key into the
-page, as JSON inside a non-executed `<script type="application/json">`, escaped
-so no value can close the element. A Content-Security-Policy allows scripts from
-this origin only: the rendered content HTML the page inserts cannot run script.
+`touchpoint demo` adds this router to the app it serves (`create_app(settings,
+routers=[router])`); no other app has it, and the API knows nothing of the demo. The
+page is plain HTML and vanilla JavaScript shipped beside this module, in
+`touchpoint.demo`: it asks `POST /v1/decide` for its placements with the write key of a
+source that allows client-side decisions, and sends `Decision Viewed` / `Decision
+Clicked` through `/v1/batch`; for a visitor named by user id it sends the `user_hash`
+`/demo/visitors.json` gives it, as a real shop's backend would for its signed-in
+visitor. Write keys are public (they ship in web pages), so the router writes that key
+into the page, as JSON inside a non-executed `<script type="application/json">`, escaped
+so no value can close the element. A Content-Security-Policy allows scripts from this
+origin only: the rendered content HTML the page inserts cannot run script.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ SECURITY_HEADERS = {
 
 @cache
 def _asset(name: str) -> str:
-    """A file shipped in the `touchpoint.demo` package (read once)."""
+    """A file shipped beside this module, in the `touchpoint.demo` package (read once)."""
     return resources.files("touchpoint.demo").joinpath(name).read_text(encoding="utf-8")
 
 
