@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Test processes: one per core (pytest-xdist); `make unit TEST_WORKERS=0` runs them in one.
+TEST_WORKERS ?= auto
 
 .PHONY: install test lint typecheck unit demo bench clean
 
@@ -24,7 +26,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 unit: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS)
 
 test: lint typecheck unit
 
