@@ -15,9 +15,8 @@ import pytest
 
 from touchpoint.core.config_stores import StoreConfig
 from touchpoint.core.postgres import Postgres
-from touchpoint.profiles import build_profile_store
 from touchpoint.profiles.model import Identity, Profile
-from touchpoint.profiles.store.base import ProfileStore, TimelineEvent
+from touchpoint.profiles.store.base import ProfileStore, TimelineEvent, build_profile_store
 from touchpoint.profiles.store.postgres import PostgresProfileStore
 from touchpoint.profiles.store.sqlite import SqliteProfileStore
 

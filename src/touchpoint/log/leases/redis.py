@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from touchpoint.core.redis import RedisService
-from touchpoint.log.coordination import Leases
+from touchpoint.log.leases.base import Leases
 
 _HEARTBEAT = """
 local t = redis.call('TIME')
