@@ -91,11 +91,14 @@ class SqliteLeases(Leases):
             )
 
     def owners(self, group: str) -> dict[int, str]:
-        rows = self._connection.execute(
-            "SELECT partition, member FROM partition_leases WHERE consumer_group = ? "
-            "AND expires_at >= ?",
-            (group, self._clock()),
-        ).fetchall()
+        # Under the lock: the connection is shared, and a read on it while another thread's
+        # write transaction is open would see that transaction's uncommitted rows.
+        with self._lock:
+            rows = self._connection.execute(
+                "SELECT partition, member FROM partition_leases WHERE consumer_group = ? "
+                "AND expires_at >= ?",
+                (group, self._clock()),
+            ).fetchall()
         return {int(row[0]): str(row[1]) for row in rows}
 
     def close(self) -> None:
