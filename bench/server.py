@@ -100,7 +100,7 @@ from touchpoint.config.settings import load_settings
 from touchpoint.demo.catalog import build_catalog
 from touchpoint.demo.content import DEMO_PLACEMENTS, demo_content, product_promotions
 from touchpoint.demo.workspace import demo_workspace, write_workspace
-from touchpoint.log.coordination import Leases
+from touchpoint.log.leases.base import Leases
 from touchpoint.testing import ServerProcess, WorkerProcess
 
 logger = logging.getLogger(__name__)
@@ -233,7 +233,7 @@ class Backend:
     def leases(self) -> Iterator[Leases]:
         """The partition leases the workers share (to see when they have split them)."""
         if self.kind == "embedded":
-            from touchpoint.log.coordination import SqliteLeases
+            from touchpoint.log.leases.sqlite import SqliteLeases
 
             sqlite_leases = SqliteLeases(self.data_dir / "log.sqlite3")
             try:
@@ -243,7 +243,7 @@ class Backend:
             return
         from touchpoint.core.config_stores import RedisConfig
         from touchpoint.core.redis import RedisService
-        from touchpoint.log.redis_leases import RedisLeases
+        from touchpoint.log.leases.redis import RedisLeases
 
         service = RedisService(RedisConfig(url=REDIS_URL, prefix=self.prefix or "bench"))
         try:

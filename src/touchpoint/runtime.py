@@ -26,19 +26,17 @@ from touchpoint.definitions.store.base import DefinitionStore, build_definition_
 from touchpoint.govern.erasure import Eraser
 from touchpoint.govern.export import export_person
 from touchpoint.jobs import JobRunner, PeriodicJob
-from touchpoint.log import build_event_log
-from touchpoint.log.base import EventLog
-from touchpoint.log.coordination import Leases, PartitionCoordinator, SqliteLeases
-from touchpoint.log.sqlite import SqliteEventLog
+from touchpoint.log.base import EventLog, build_event_log
+from touchpoint.log.coordination import PartitionCoordinator
+from touchpoint.log.leases.base import Leases, build_leases
 from touchpoint.models.erasure import forget_people
 from touchpoint.models.metrics import ModelCollector
 from touchpoint.models.registry import ModelRegistry
-from touchpoint.profiles import build_profile_store
 from touchpoint.profiles.features import FeatureEngine
 from touchpoint.profiles.identity import IdentityResolver
 from touchpoint.profiles.lookup import PersonFinder
 from touchpoint.profiles.pii import IdentityHasher
-from touchpoint.profiles.store.base import ProfileStore
+from touchpoint.profiles.store.base import ProfileStore, build_profile_store
 from touchpoint.profiles.store.sqlite import SqliteProfileStore
 from touchpoint.profiles.tombstones import tombstone_key
 from touchpoint.runtime_metrics import WorkspaceCollector
@@ -263,14 +261,7 @@ class Workspace:
         it processes only the partitions the group assigns it (see log.coordination). The
         leases live beside the log: in Redis for Redis Streams, in the log's file for SQLite."""
         if self.leases is None:
-            if isinstance(self.log, SqliteEventLog):
-                self.leases = SqliteLeases(self.log.path)
-            else:
-                if self.services.redis is None:
-                    raise ValueError("a non-SQLite event log needs Redis for its leases")
-                from touchpoint.log.redis_leases import RedisLeases
-
-                self.leases = RedisLeases(self.services.redis)
+            self.leases = build_leases(self.log, self.services.redis)
         config = self.settings.config
         coordinator = PartitionCoordinator(
             self.leases,

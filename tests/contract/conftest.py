@@ -18,11 +18,13 @@ from typing import Protocol
 
 import pytest
 
-from touchpoint.collect.rejected.base import RejectedStore, SqliteRejectedStore
+from touchpoint.collect.rejected.base import RejectedStore
+from touchpoint.collect.rejected.sqlite import SqliteRejectedStore
 from touchpoint.core.postgres import Postgres
 from touchpoint.core.redis import RedisService
-from touchpoint.log import EventLog, SqliteEventLog
-from touchpoint.log.redis_streams import RedisStreamLog
+from touchpoint.log.base import EventLog
+from touchpoint.log.redis import RedisEventLog
+from touchpoint.log.sqlite import SqliteEventLog
 
 
 class FakeClock:
@@ -112,7 +114,7 @@ class RedisBackend(SqliteBackend):
         dedup_window: timedelta = timedelta(hours=1),
         clock: Callable[[], float] = time.time,
     ) -> EventLog:
-        log = RedisStreamLog(
+        log = RedisEventLog(
             self.redis,
             partitions=partitions,
             dedup_window=dedup_window,

@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from touchpoint.log import EventLog, LogEntry, LogRecord, partition_for
-from touchpoint.log.base import LogRewrite
+from touchpoint.log.base import EventLog, LogEntry, LogRecord, LogRewrite, partition_for
 
 if TYPE_CHECKING:
     from conftest import Backend, FakeClock

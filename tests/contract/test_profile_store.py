@@ -2,7 +2,9 @@
 
 Each backend opens a store on storage private to one test: SQLite in the test's temporary
 directory, PostgreSQL on the test's own schema (the `postgres` fixture; skipped with a
-message when no server is reachable, a failure in CI).
+message when no server is reachable, a failure in CI), and PostgreSQL behind the Redis
+read-through cache (`CachedProfileStore`, on the test's own key prefix), which must keep
+every promise of the store it wraps: a read after a write sees the write.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from pathlib import Path
 import pytest
 
 from touchpoint.core.config_stores import StoreConfig
+from touchpoint.core.metrics import Metrics
 from touchpoint.core.postgres import Postgres
-from touchpoint.profiles import build_profile_store
+from touchpoint.core.redis import RedisService
 from touchpoint.profiles.model import Identity, Profile
-from touchpoint.profiles.store.base import ProfileStore, TimelineEvent
+from touchpoint.profiles.store.base import ProfileStore, TimelineEvent, build_profile_store
 from touchpoint.profiles.store.postgres import PostgresProfileStore
+from touchpoint.profiles.store.redis_cache import CachedProfileStore
 from touchpoint.profiles.store.sqlite import SqliteProfileStore
 
 
@@ -31,10 +35,17 @@ def _postgres(request: pytest.FixtureRequest, tmp_path: Path) -> ProfileStore:
     return PostgresProfileStore(postgres)
 
 
+def _postgres_redis(request: pytest.FixtureRequest, tmp_path: Path) -> ProfileStore:
+    postgres: Postgres = request.getfixturevalue("postgres")
+    redis: RedisService = request.getfixturevalue("redis_service")
+    return CachedProfileStore(PostgresProfileStore(postgres), redis, metrics=Metrics())
+
+
 # Each opener gets the test's request (for server fixtures) and its temporary directory.
 BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], ProfileStore]] = {
     "sqlite": _sqlite,
     "postgres": _postgres,
+    "postgres-redis": _postgres_redis,
 }
 
 

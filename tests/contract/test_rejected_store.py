@@ -20,10 +20,10 @@ from touchpoint.collect.rejected.base import (
     NewRejected,
     RejectedEvent,
     RejectedStore,
-    SqliteRejectedStore,
     build_rejected_store,
 )
 from touchpoint.collect.rejected.postgres import PostgresRejectedStore
+from touchpoint.collect.rejected.sqlite import SqliteRejectedStore
 from touchpoint.core.config_stores import StoreConfig
 from touchpoint.core.errors import InvalidInput
 

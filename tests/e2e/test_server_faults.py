@@ -17,7 +17,7 @@ import pytest
 from tests import servers
 from tests.conftest import WRITE_KEY, basic, server_config, write_config
 from touchpoint.config.settings import Settings, load_settings
-from touchpoint.log.redis_leases import RedisLeases
+from touchpoint.log.leases.redis import RedisLeases
 from touchpoint.profiles.model import Identity
 from touchpoint.runtime import Workspace
 from touchpoint.testing import RedisServer, ServerProcess, WorkerProcess

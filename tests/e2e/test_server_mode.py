@@ -20,7 +20,7 @@ from tests.conftest import (
 )
 from touchpoint.cli.main import app
 from touchpoint.core.redis import RedisService
-from touchpoint.log.redis_leases import RedisLeases
+from touchpoint.log.leases.redis import RedisLeases
 from touchpoint.testing import ServerProcess
 
 pytestmark = pytest.mark.slow

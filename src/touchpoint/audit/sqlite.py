@@ -22,6 +22,7 @@ from touchpoint.core.clock import isoformat, utcnow
 from touchpoint.core.errors import InvalidInput
 from touchpoint.core.pages import Page, parse_id_cursor
 from touchpoint.core.sqlite import open_connection
+from touchpoint.core.sqlite_migrations import SqliteMigration
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,8 @@ CREATE TABLE IF NOT EXISTS audit (
 CREATE INDEX IF NOT EXISTS audit_by_action ON audit (action, id);
 CREATE INDEX IF NOT EXISTS audit_by_target ON audit (target, id);
 """
+# The schema, version by version (see core.sqlite_migrations).
+MIGRATIONS = [SqliteMigration("audit", 1, _SCHEMA)]
 _COLUMNS = "id, at, actor, action, target, details"
 
 
@@ -45,7 +48,7 @@ class SqliteAuditLog(AuditLog):
         self._clock = clock
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._connection = open_connection(self.path, synchronous="full", schema=_SCHEMA)
+        self._connection = open_connection(self.path, synchronous="full", migrations=MIGRATIONS)
 
     def record(
         self, *, actor: str, action: str, target: str, details: dict[str, Any] | None = None

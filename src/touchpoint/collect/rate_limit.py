@@ -25,11 +25,14 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from touchpoint.config.workspace import TouchpointConfig
 from touchpoint.core.config_sources import RateLimitConfig, SourceConfig
 from touchpoint.core.errors import RateLimited
-from touchpoint.core.redis import RedisService
+
+if TYPE_CHECKING:
+    from touchpoint.core.redis import RedisService
 
 logger = logging.getLogger(__name__)
 

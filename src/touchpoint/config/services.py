@@ -9,12 +9,21 @@ PostgreSQL when a PostgreSQL service is open, and the log on Redis when Redis is
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from touchpoint.config.workspace import TouchpointConfig
 from touchpoint.core.config_stores import StoreConfig
 from touchpoint.core.errors import ServiceUnavailableAtStart
-from touchpoint.core.postgres import POSTGRES_SETTING, Postgres
-from touchpoint.core.redis import REDIS_SETTING, RedisService
+from touchpoint.core.servers import (
+    POSTGRES_SETTING,
+    REDIS_SETTING,
+    require_postgres_client,
+    require_redis_client,
+)
+
+if TYPE_CHECKING:
+    from touchpoint.core.postgres import Postgres
+    from touchpoint.core.redis import RedisService
 
 STORES = ("profiles", "rejected", "decisions", "definitions_store", "audit")
 
@@ -38,9 +47,11 @@ class Services:
                 )
         if config.log.type == "redis" and not config.redis.url:
             raise ServiceUnavailableAtStart(REDIS_SETTING, "log.type is redis, but no URL is set")
-        postgres = Postgres(config.postgres) if config.postgres.url else None
+        # The clients are imported only for a configured server: an embedded workspace
+        # never loads psycopg or redis (core.servers).
+        postgres = _open_postgres(config) if config.postgres.url else None
         try:
-            redis = RedisService(config.redis) if config.redis.url else None
+            redis = _open_redis(config) if config.redis.url else None
         except BaseException:
             if postgres is not None:
                 postgres.close()
@@ -65,3 +76,17 @@ class Services:
             self.redis.close()
         if self.postgres is not None:
             self.postgres.close()
+
+
+def _open_postgres(config: TouchpointConfig) -> Postgres:
+    require_postgres_client()
+    from touchpoint.core.postgres import Postgres
+
+    return Postgres(config.postgres)
+
+
+def _open_redis(config: TouchpointConfig) -> RedisService:
+    require_redis_client()
+    from touchpoint.core.redis import RedisService
+
+    return RedisService(config.redis)

@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
@@ -26,12 +25,23 @@ from touchpoint.core.clock import parse_duration
 from touchpoint.core.config_stores import PostgresConfig
 from touchpoint.core.errors import ServiceUnavailableAtStart, Unavailable
 from touchpoint.core.leftovers import Leftover
+from touchpoint.core.servers import POSTGRES_SETTING, first_line, redact_url
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-POSTGRES_SETTING = "postgres.url (TOUCHPOINT_POSTGRES_URL)"
+__all__ = [
+    "CONNECTION_ERRORS",
+    "POSTGRES_SETTING",
+    "Migration",
+    "Postgres",
+    "check_identifier",
+    "first_line",
+    "postgres_text",
+    "redact_url",
+]
+
 _MIGRATIONS_TABLE = "touchpoint_migrations"
 # The failures of the server or the connection, and the transactions the server rolled back
 # (deadlock, serialization failure: OperationalError subclasses), as opposed to a bad
@@ -43,19 +53,6 @@ CONNECTION_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
-def redact_url(url: str) -> str:
-    """The URL without its password (safe for messages and logs)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[-1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
-
-
 def postgres_text(value: str) -> str:
     """`value` as PostgreSQL text can hold it: text cannot hold NUL, so NUL becomes U+FFFD.
 
@@ -63,12 +60,6 @@ def postgres_text(value: str) -> str:
     with a NUL in it is found again (and can never fail a request or stall the stream
     processor); two values differing only there are taken as one."""
     return value.replace("\x00", "\ufffd") if "\x00" in value else value
-
-
-def first_line(error: BaseException) -> str:
-    """An exception's message, first line only (libpq's are several lines long)."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,9 +17,8 @@ from redis.retry import Retry
 from touchpoint.core.clock import parse_duration
 from touchpoint.core.config_stores import RedisConfig
 from touchpoint.core.errors import ServiceUnavailableAtStart, Unavailable
-from touchpoint.core.postgres import first_line, redact_url
+from touchpoint.core.servers import REDIS_SETTING, first_line, redact_url
 
-REDIS_SETTING = "redis.url (TOUCHPOINT_REDIS_URL)"
 # The failures of the server or the connection, and a server refusing writes for now (out
 # of memory, a read-only replica), as opposed to a bad command: retry later.
 CONNECTION_ERRORS: tuple[type[Exception], ...] = (

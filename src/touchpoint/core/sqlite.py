@@ -2,7 +2,8 @@
 transaction at a time whose failures of the file itself say "retry later", and scrubbing
 the write-ahead log after an erasure.
 
-Each store keeps its own schema, pragmas that differ (synchronous level, cache and
+Each store keeps its own schema (an ordered list of migrations, applied on open by
+`open_connection` or `sqlite_migrations.migrate`), pragmas that differ (synchronous level, cache and
 checkpoint sizes) and its own read connections; these helpers are the part that was
 otherwise written once per store.
 
@@ -21,13 +22,14 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
 from touchpoint.core.errors import Unavailable
 from touchpoint.core.leftovers import Leftover
+from touchpoint.core.sqlite_migrations import SqliteMigration, migrate
 
 logger = logging.getLogger(__name__)
 
@@ -49,12 +51,13 @@ def open_connection(
     *,
     synchronous: Literal["full", "normal"],
     timeout: float = 5.0,
-    schema: str | None = None,
+    migrations: Sequence[SqliteMigration] = (),
     pragmas: Iterable[str] = (),
 ) -> sqlite3.Connection:
     """A connection in autocommit mode (transactions are explicit), usable from any thread,
     with secure delete on, in WAL mode at the given synchronous level, with `pragmas`
-    (`"temp_store=MEMORY"`) and `schema` applied; closed again if any of that fails."""
+    (`"temp_store=MEMORY"`) applied and the store's schema brought up to date by
+    `migrations` (see `core.sqlite_migrations`); closed again if any of that fails."""
     connection = sqlite3.connect(
         Path(path), isolation_level=None, check_same_thread=False, timeout=timeout
     )
@@ -64,8 +67,8 @@ def open_connection(
         connection.execute(f"PRAGMA synchronous={synchronous.upper()}")
         for pragma in pragmas:
             connection.execute(f"PRAGMA {pragma}")
-        if schema is not None:
-            connection.executescript(schema)
+        if migrations:
+            migrate(connection, migrations, path=path)
     except BaseException:
         connection.close()
         raise

@@ -18,11 +18,24 @@ and Kafka backends all fit it without change:
 from __future__ import annotations
 
 import abc
+import time
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
 
+from touchpoint.core.clock import parse_duration
 from touchpoint.core.leftovers import Leftover
+
+if TYPE_CHECKING:
+    from touchpoint.core.config_stores import LogConfig
+    from touchpoint.core.postgres import Postgres
+    from touchpoint.core.redis import RedisService
+
+DEFAULT_LOG_FILE = "log.sqlite3"
+DEFAULT_DEDUP_WINDOW = timedelta(hours=24)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,3 +182,47 @@ class EventLog(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional for backends without resources
         """Release connections and threads."""
+
+
+def build_event_log(
+    config: LogConfig,
+    data_dir: Path,
+    *,
+    dedup_window: timedelta | str = DEFAULT_DEDUP_WINDOW,
+    redis: RedisService | None = None,
+    postgres: Postgres | None = None,
+    clock: Callable[[], float] = time.time,
+) -> EventLog:
+    """Open the event log the configuration names, creating its file and folders if needed.
+
+    `config.path` defaults to `<data_dir>/log.sqlite3`; a relative `config.path` is taken
+    as is (relative to the working directory). The dedup window is the collector's
+    (`collect.dedup_window`, a duration such as "24h"), hence a separate argument.
+    """
+    if isinstance(dedup_window, str):
+        dedup_window = parse_duration(dedup_window)
+    if config.type == "redis" or (config.type == "auto" and redis is not None):
+        if redis is None:
+            raise ValueError("log.type is redis, but no Redis service is open")
+        from touchpoint.log.redis import RedisEventLog
+
+        return RedisEventLog(
+            redis,
+            partitions=config.partitions,
+            dedup_window=dedup_window,
+            postgres=postgres,
+            clock=clock,
+        )
+    if config.type in ("sqlite", "auto"):
+        from touchpoint.log.sqlite import SqliteEventLog
+
+        path = Path(config.path).expanduser() if config.path else Path(data_dir) / DEFAULT_LOG_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return SqliteEventLog(
+            path,
+            partitions=config.partitions,
+            dedup_window=dedup_window,
+            synchronous=config.synchronous,
+            clock=clock,
+        )
+    raise ValueError(f"unknown event log type {config.type!r}")  # pragma: no cover

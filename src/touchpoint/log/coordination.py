@@ -23,18 +23,14 @@ same small `Leases` primitive, and the assignment logic above is written once.
 
 from __future__ import annotations
 
-import abc
 import logging
 import os
 import secrets
 import socket
-import threading
 import time
-from collections.abc import Callable
-from pathlib import Path
 
 from touchpoint.core.errors import Unavailable
-from touchpoint.core.sqlite import open_connection, write_transaction
+from touchpoint.log.leases.base import Leases
 
 logger = logging.getLogger(__name__)
 
@@ -43,121 +39,6 @@ def member_name() -> str:
     """A name for this process as a group member: host, pid and a random suffix (a restarted
     process is a new member, so it never mistakes a dead predecessor's leases for its own)."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-
-
-class Leases(abc.ABC):
-    """Membership and partition leases of consumer groups. Times are epoch seconds."""
-
-    @abc.abstractmethod
-    def heartbeat(self, group: str, member: str, ttl: float) -> list[str]:
-        """Register `member` as alive for `ttl` seconds; every live member, sorted."""
-
-    @abc.abstractmethod
-    def acquire(self, group: str, partition: int, member: str, ttl: float) -> bool:
-        """Take or renew the lease of `partition` for `ttl` seconds: True if `member` holds it
-        now (it was free, expired or already its own)."""
-
-    @abc.abstractmethod
-    def release(self, group: str, partition: int, member: str) -> None:
-        """Give the lease up, if `member` holds it."""
-
-    @abc.abstractmethod
-    def leave(self, group: str, member: str) -> None:
-        """Remove `member` from the group and release every lease it holds."""
-
-    @abc.abstractmethod
-    def owners(self, group: str) -> dict[int, str]:
-        """The current holder of every leased partition (for status and tests)."""
-
-    def close(self) -> None:  # noqa: B027 - optional for backends without resources
-        """Release connections."""
-
-
-_SQLITE_SCHEMA = """
-CREATE TABLE IF NOT EXISTS group_members (
-    consumer_group TEXT NOT NULL,
-    member TEXT NOT NULL,
-    expires_at REAL NOT NULL,
-    PRIMARY KEY (consumer_group, member)
-);
-CREATE TABLE IF NOT EXISTS partition_leases (
-    consumer_group TEXT NOT NULL,
-    partition INTEGER NOT NULL,
-    member TEXT NOT NULL,
-    expires_at REAL NOT NULL,
-    PRIMARY KEY (consumer_group, partition)
-);
-"""
-
-
-class SqliteLeases(Leases):
-    """Leases in a SQLite file (the log's): members are processes on one machine."""
-
-    def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
-        self._connection = open_connection(path, synchronous="normal", schema=_SQLITE_SCHEMA)
-        self._lock = threading.Lock()
-        self._clock = clock
-
-    def heartbeat(self, group: str, member: str, ttl: float) -> list[str]:
-        now = self._clock()
-        with write_transaction(self._connection, self._lock, store="partition leases") as db:
-            db.execute(
-                "INSERT INTO group_members VALUES (?, ?, ?) ON CONFLICT (consumer_group, member) "
-                "DO UPDATE SET expires_at = excluded.expires_at",
-                (group, member, now + ttl),
-            )
-            db.execute(
-                "DELETE FROM group_members WHERE consumer_group = ? AND expires_at < ?",
-                (group, now),
-            )
-            rows = db.execute(
-                "SELECT member FROM group_members WHERE consumer_group = ? ORDER BY member",
-                (group,),
-            ).fetchall()
-        return [str(row[0]) for row in rows]
-
-    def acquire(self, group: str, partition: int, member: str, ttl: float) -> bool:
-        now = self._clock()
-        with write_transaction(self._connection, self._lock, store="partition leases") as db:
-            cursor = db.execute(
-                "INSERT INTO partition_leases VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (consumer_group, partition) DO UPDATE "
-                "SET member = excluded.member, expires_at = excluded.expires_at "
-                "WHERE partition_leases.member = excluded.member "
-                "OR partition_leases.expires_at < ?",
-                (group, partition, member, now + ttl, now),
-            )
-            return cursor.rowcount == 1
-
-    def release(self, group: str, partition: int, member: str) -> None:
-        with write_transaction(self._connection, self._lock, store="partition leases") as db:
-            db.execute(
-                "DELETE FROM partition_leases WHERE consumer_group = ? AND partition = ? "
-                "AND member = ?",
-                (group, partition, member),
-            )
-
-    def leave(self, group: str, member: str) -> None:
-        with write_transaction(self._connection, self._lock, store="partition leases") as db:
-            db.execute(
-                "DELETE FROM partition_leases WHERE consumer_group = ? AND member = ?",
-                (group, member),
-            )
-            db.execute(
-                "DELETE FROM group_members WHERE consumer_group = ? AND member = ?",
-                (group, member),
-            )
-
-    def owners(self, group: str) -> dict[int, str]:
-        rows = self._connection.execute(
-            "SELECT partition, member FROM partition_leases WHERE consumer_group = ? "
-            "AND expires_at >= ?",
-            (group, self._clock()),
-        ).fetchall()
-        return {int(row[0]): str(row[1]) for row in rows}
-
-    def close(self) -> None:
-        self._connection.close()
 
 
 class PartitionCoordinator:

@@ -1,4 +1,4 @@
-"""What the Redis Streams event log runs on its servers (see `touchpoint.log.redis_streams`):
+"""What the Redis Streams event log runs on its servers (see `touchpoint.log.redis`):
 its Lua scripts, and its dedup-key table when the keys live in PostgreSQL.
 
 Each verb that must not be seen half done runs as one script: Redis runs a script

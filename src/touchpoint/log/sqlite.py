@@ -44,6 +44,7 @@ from touchpoint.core.sqlite import (
     disk_full,
     shrink_wal,
 )
+from touchpoint.core.sqlite_migrations import SqliteMigration, migrate
 from touchpoint.log.base import (
     AppendResult,
     EventLog,
@@ -77,6 +78,9 @@ CREATE TABLE IF NOT EXISTS dedup_keys (
     message_id TEXT PRIMARY KEY, seen_at REAL NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS dedup_keys_by_seen_at ON dedup_keys (seen_at);
 """
+# The schema, version by version (see core.sqlite_migrations); the partition leases keep
+# their own history in the same file.
+MIGRATIONS = [SqliteMigration("log", 1, _SCHEMA)]
 
 
 @dataclass
@@ -158,7 +162,7 @@ class SqliteEventLog(EventLog):
     def _create_schema(self) -> None:
         connection = self._writer_connection
         try:
-            connection.executescript(_SCHEMA)
+            migrate(connection, MIGRATIONS, path=self.path)
             connection.execute("BEGIN IMMEDIATE")
             stored = connection.execute("SELECT value FROM meta WHERE name = 'partitions'")
             row = stored.fetchone()

@@ -7,8 +7,9 @@ import json
 import sqlite3
 from pathlib import Path
 
-from touchpoint.collect.rejected.base import NewRejected, SqliteRejectedStore
+from touchpoint.collect.rejected.base import NewRejected
 from touchpoint.collect.rejected.postgres import MIGRATIONS, PostgresRejectedStore
+from touchpoint.collect.rejected.sqlite import SqliteRejectedStore
 from touchpoint.core.postgres import Postgres
 
 RECEIVED = "2024-05-01T10:00:00.000Z"

@@ -16,13 +16,18 @@ from touchpoint.core.sqlite import (
     open_connection,
     write_transaction,
 )
+from touchpoint.core.sqlite_migrations import SqliteMigration
 from touchpoint.runtime import Workspace
 
-SCHEMA = "CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, name TEXT NOT NULL);"
+SCHEMA = [
+    SqliteMigration(
+        "items", 1, "CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, name TEXT NOT NULL);"
+    )
+]
 
 
 def test_a_failing_block_rolls_back(tmp_path: Path) -> None:
-    connection = open_connection(tmp_path / "s.sqlite3", synchronous="full", schema=SCHEMA)
+    connection = open_connection(tmp_path / "s.sqlite3", synchronous="full", migrations=SCHEMA)
     lock = threading.Lock()
     with pytest.raises(ValueError), write_transaction(connection, lock, store="test store"):
         connection.execute("INSERT INTO items (name) VALUES ('a')")
@@ -35,7 +40,7 @@ def test_a_failing_block_rolls_back(tmp_path: Path) -> None:
 
 def test_a_locked_file_is_unavailable_naming_the_store(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite3"
-    holder = open_connection(path, synchronous="normal", schema=SCHEMA)
+    holder = open_connection(path, synchronous="normal", migrations=SCHEMA)
     holder.execute("BEGIN IMMEDIATE")
     waiting = open_connection(path, synchronous="normal", timeout=0.05)
     starting = write_transaction(waiting, threading.Lock(), store="test store")
@@ -47,7 +52,11 @@ def test_a_locked_file_is_unavailable_naming_the_store(tmp_path: Path) -> None:
 
 def test_a_bad_schema_closes_the_connection(tmp_path: Path) -> None:
     with pytest.raises(sqlite3.OperationalError):
-        open_connection(tmp_path / "s.sqlite3", synchronous="full", schema="CREATE TABLE (")
+        open_connection(
+            tmp_path / "s.sqlite3",
+            synchronous="full",
+            migrations=[SqliteMigration("bad", 1, "CREATE TABLE (")],
+        )
 
 
 def test_deleted_rows_are_zeroed_whatever_the_build_default(
@@ -62,7 +71,7 @@ def test_deleted_rows_are_zeroed_whatever_the_build_default(
 
     monkeypatch.setattr(sqlite3, "connect", connect_as_upstream_builds)
     path = tmp_path / "s.sqlite3"
-    connection = open_connection(path, synchronous="full", schema=SCHEMA)
+    connection = open_connection(path, synchronous="full", migrations=SCHEMA)
     assert connection.execute("PRAGMA secure_delete").fetchone() == (1,)
     connection.execute("INSERT INTO items (name) VALUES ('keep-me'), ('zq-erase-me-77')")
     connection.execute("DELETE FROM items WHERE name = 'zq-erase-me-77'")
@@ -74,7 +83,7 @@ def test_deleted_rows_are_zeroed_whatever_the_build_default(
 
 def test_a_reader_holding_a_snapshot_stops_the_truncation_and_says_so(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite3"
-    writer = open_connection(path, synchronous="full", schema=SCHEMA)
+    writer = open_connection(path, synchronous="full", migrations=SCHEMA)
     writer.execute("INSERT INTO items (name) VALUES ('a')")
     reader = open_connection(path, synchronous="full")
     reader.execute("BEGIN")

@@ -22,7 +22,8 @@ from touchpoint.decide.decision_log.sqlite import SqliteDecisionLog
 from touchpoint.decide.outcomes import OutcomeSink
 from touchpoint.definitions.model import parse_definitions
 from touchpoint.definitions.store.sqlite import SqliteDefinitionStore
-from touchpoint.log import LogRecord, SqliteEventLog
+from touchpoint.log.base import LogRecord
+from touchpoint.log.sqlite import SqliteEventLog
 from touchpoint.profiles.sinks import AppliedEvent
 
 T1 = "2026-02-01T10:00:00.000Z"

@@ -11,8 +11,10 @@ import pytest
 
 from tests.contract.conftest import FakeClock
 from touchpoint.core.redis import RedisService
-from touchpoint.log.coordination import Leases, PartitionCoordinator, SqliteLeases
-from touchpoint.log.redis_leases import RedisLeases
+from touchpoint.log.coordination import PartitionCoordinator
+from touchpoint.log.leases.base import Leases
+from touchpoint.log.leases.redis import RedisLeases
+from touchpoint.log.leases.sqlite import SqliteLeases
 
 GROUP = "profiles"
 

@@ -18,10 +18,9 @@ from touchpoint.core.config_stores import RedisConfig
 from touchpoint.core.errors import DefinitionError, Unavailable
 from touchpoint.core.postgres import Postgres
 from touchpoint.core.redis import RedisService
-from touchpoint.log import LogRecord, partition_for
-from touchpoint.log import redis_streams as module
-from touchpoint.log.base import LogRewrite
-from touchpoint.log.redis_streams import RedisStreamLog
+from touchpoint.log import redis as module
+from touchpoint.log.base import LogRecord, LogRewrite, partition_for
+from touchpoint.log.redis import RedisEventLog
 from touchpoint.testing import RedisServer
 
 HOUR = timedelta(hours=1)
@@ -41,13 +40,13 @@ class FakeClock:
 
 
 @pytest.fixture
-def log(redis_service: RedisService) -> Iterator[RedisStreamLog]:
-    opened = RedisStreamLog(redis_service, partitions=2, dedup_window=HOUR)
+def log(redis_service: RedisService) -> Iterator[RedisEventLog]:
+    opened = RedisEventLog(redis_service, partitions=2, dedup_window=HOUR)
     yield opened
     opened.close()
 
 
-def pending(log: RedisStreamLog, group: str, partition: int) -> dict[str, int]:
+def pending(log: RedisEventLog, group: str, partition: int) -> dict[str, int]:
     """XPENDING's summary: pending entries per consumer."""
     summary = log.redis.client.xpending(log.redis.key("log", partition), group)
     return {item["name"].decode(): int(item["pending"]) for item in summary["consumers"]}
@@ -56,7 +55,7 @@ def pending(log: RedisStreamLog, group: str, partition: int) -> dict[str, int]:
 # -- layout --------------------------------------------------------------------------------
 
 
-def test_offsets_are_the_stream_ids_and_count_from_one(log: RedisStreamLog) -> None:
+def test_offsets_are_the_stream_ids_and_count_from_one(log: RedisEventLog) -> None:
     result = log.append([record(f"m{i}") for i in range(3)])
     partition = partition_for("alice", 2)
     assert [position for position in result.positions] == [(partition, n) for n in (1, 2, 3)]
@@ -67,10 +66,10 @@ def test_offsets_are_the_stream_ids_and_count_from_one(log: RedisStreamLog) -> N
 
 
 def test_reopening_with_another_partition_count_is_refused(
-    log: RedisStreamLog, redis_service: RedisService
+    log: RedisEventLog, redis_service: RedisService
 ) -> None:
     with pytest.raises(DefinitionError):
-        RedisStreamLog(redis_service, partitions=3, dedup_window=HOUR)
+        RedisEventLog(redis_service, partitions=3, dedup_window=HOUR)
 
 
 def test_a_server_without_aof_is_named_in_a_warning(
@@ -78,13 +77,13 @@ def test_a_server_without_aof_is_named_in_a_warning(
 ) -> None:
     appendonly = redis_service.client.config_get("appendonly")["appendonly"]
     with caplog.at_level(logging.WARNING, logger=module.__name__):
-        RedisStreamLog(redis_service, partitions=1, dedup_window=HOUR)
+        RedisEventLog(redis_service, partitions=1, dedup_window=HOUR)
     warned = any("appendonly no" in message for message in caplog.messages)
     assert warned == (appendonly == "no")
 
 
 def test_a_resent_append_call_returns_its_first_answer(
-    log: RedisStreamLog, monkeypatch: pytest.MonkeyPatch
+    log: RedisEventLog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """redis-py resends a command once when the connection drops: the same token must not
     append twice, nor call the records duplicates."""
@@ -95,14 +94,14 @@ def test_a_resent_append_call_returns_its_first_answer(
     assert log.count() == 2
 
 
-def test_redis_dedup_keys_expire_with_the_window(log: RedisStreamLog) -> None:
+def test_redis_dedup_keys_expire_with_the_window(log: RedisEventLog) -> None:
     log.append([record("a")])
     ttl = log.redis.client.pttl(log.redis.key("dedup", "a"))
     assert 0 < ttl <= HOUR.total_seconds() * 1000
 
 
 def test_erase_scans_streams_and_side_records_in_chunks(
-    log: RedisStreamLog, monkeypatch: pytest.MonkeyPatch
+    log: RedisEventLog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(module, "_ERASE_CHUNK", 3)
     log.append([record(f"m{i}", key=f"k{i % 4}") for i in range(20)])
@@ -114,7 +113,7 @@ def test_erase_scans_streams_and_side_records_in_chunks(
     assert log.count() == 8
 
 
-def test_a_read_during_rewrites_sees_every_record_once(log: RedisStreamLog) -> None:
+def test_a_read_during_rewrites_sees_every_record_once(log: RedisEventLog) -> None:
     """A rewrite moves an entry from the stream to the side structure in one script, and a
     read takes the stream and the side offsets in one MULTI: never neither, never both."""
     log.append([record(f"m{i}") for i in range(200)])
@@ -140,7 +139,7 @@ def test_a_read_during_rewrites_sees_every_record_once(log: RedisStreamLog) -> N
 # -- consumer groups ---------------------------------------------------------------------
 
 
-def test_a_failed_batch_stays_pending_and_a_commit_acknowledges_it(log: RedisStreamLog) -> None:
+def test_a_failed_batch_stays_pending_and_a_commit_acknowledges_it(log: RedisEventLog) -> None:
     log.append([record(f"m{i}") for i in range(5)])
     partition = partition_for("alice", 2)
     batch = log.poll("processor", "c1", partition, limit=3)
@@ -151,7 +150,7 @@ def test_a_failed_batch_stays_pending_and_a_commit_acknowledges_it(log: RedisStr
     assert [e.message_id for e in log.poll("processor", "c1", partition)] == ["m3", "m4"]
 
 
-def test_claim_moves_a_dead_consumers_entries_then_new_ones_follow(log: RedisStreamLog) -> None:
+def test_claim_moves_a_dead_consumers_entries_then_new_ones_follow(log: RedisEventLog) -> None:
     log.append([record(f"m{i}") for i in range(4)])
     partition = partition_for("alice", 2)
     died_with = log.poll("processor", "c1", partition, limit=3)
@@ -169,7 +168,7 @@ def test_claim_moves_a_dead_consumers_entries_then_new_ones_follow(log: RedisStr
     assert log.redis.client.xpending(log.redis.key("log", partition), "processor")["pending"] == 0
 
 
-def test_rewritten_entries_survive_a_claim_and_are_acknowledged(log: RedisStreamLog) -> None:
+def test_rewritten_entries_survive_a_claim_and_are_acknowledged(log: RedisEventLog) -> None:
     """XCLAIM drops deleted entries from the PEL: a rewritten one must still move."""
     log.append([record(f"m{i}") for i in range(3)])
     partition = partition_for("alice", 2)
@@ -189,7 +188,7 @@ def test_rewritten_entries_survive_a_claim_and_are_acknowledged(log: RedisStream
     assert pending(log, "processor", partition) == {}
 
 
-def test_a_group_starts_at_its_committed_position(log: RedisStreamLog) -> None:
+def test_a_group_starts_at_its_committed_position(log: RedisEventLog) -> None:
     log.append([record(f"m{i}") for i in range(5)])
     partition = partition_for("alice", 2)
     log.commit("processor", partition, 3)  # a read-based consumer got this far
@@ -197,9 +196,9 @@ def test_a_group_starts_at_its_committed_position(log: RedisStreamLog) -> None:
 
 
 def test_wait_for_append_hears_another_process(
-    log: RedisStreamLog, redis_service: RedisService
+    log: RedisEventLog, redis_service: RedisService
 ) -> None:
-    other = RedisStreamLog(redis_service, partitions=2, dedup_window=HOUR)
+    other = RedisEventLog(redis_service, partitions=2, dedup_window=HOUR)
     assert log.wait_for_append(0.01) is False
     other.append([record("a")])
     assert log.wait_for_append(5.0) is True
@@ -219,7 +218,7 @@ def test_postgres_dedup_keeps_keys_there_and_prunes_expired_ones(
     redis_service: RedisService, postgres: Postgres
 ) -> None:
     clock = FakeClock()
-    log = RedisStreamLog(
+    log = RedisEventLog(
         redis_service,
         partitions=2,
         dedup_window=timedelta(seconds=10),
@@ -241,7 +240,7 @@ def test_postgres_dedup_prunes_now_and_then_on_append(
     redis_service: RedisService, postgres: Postgres
 ) -> None:
     clock = FakeClock()
-    log = RedisStreamLog(
+    log = RedisEventLog(
         redis_service,
         partitions=1,
         dedup_window=timedelta(seconds=10),
@@ -279,7 +278,7 @@ def test_redis_down_is_unavailable_and_a_restart_keeps_what_was_acknowledged(
 ) -> None:
     postgres = request.getfixturevalue("postgres") if dedup == "postgres" else None
     service = RedisService(RedisConfig(url=private_redis.url, prefix="h3"))
-    log = RedisStreamLog(service, partitions=2, dedup_window=HOUR, postgres=postgres)
+    log = RedisEventLog(service, partitions=2, dedup_window=HOUR, postgres=postgres)
     acknowledged = [record(f"m{i}", key=f"k{i % 3}") for i in range(30)]
     for start in range(0, 30, 10):
         assert log.append(acknowledged[start : start + 10]).appended == 10

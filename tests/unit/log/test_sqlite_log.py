@@ -15,7 +15,8 @@ import pytest
 
 from touchpoint.core.config_stores import LogConfig
 from touchpoint.core.errors import DefinitionError, Unavailable
-from touchpoint.log import LogRecord, SqliteEventLog, build_event_log
+from touchpoint.log.base import LogRecord, build_event_log
+from touchpoint.log.sqlite import SqliteEventLog
 from touchpoint.log.sqlite_transaction import WriteTransaction
 
 HOUR = timedelta(hours=1)

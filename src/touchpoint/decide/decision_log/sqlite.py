@@ -33,6 +33,7 @@ from touchpoint.core.errors import InvalidInput, TouchpointError, Unavailable
 from touchpoint.core.leftovers import Leftover
 from touchpoint.core.pages import Page
 from touchpoint.core.sqlite import SECURE_DELETE_PRAGMA, checkpoint_truncate, write_transaction
+from touchpoint.core.sqlite_migrations import SqliteMigration, migrate
 from touchpoint.decide.decision_log.base import (
     ContentReport,
     DecisionLog,
@@ -77,6 +78,9 @@ CREATE TABLE IF NOT EXISTS outcomes (
 CREATE INDEX IF NOT EXISTS outcomes_decision ON outcomes (decision_id, at);
 CREATE INDEX IF NOT EXISTS outcomes_profile ON outcomes (profile_id) WHERE profile_id IS NOT NULL;
 """
+# The schema, version by version (see core.sqlite_migrations): a new column is one line,
+# `add_column("decisions", 2, "decisions", "<column>", "<type>")`.
+MIGRATIONS = [SqliteMigration("decisions", 1, _SCHEMA)]
 _INSERT_DECISION = f"INSERT INTO decisions ({DECISION_COLUMNS}) VALUES ({', '.join('?' * 13)})"
 _INSERT_OUTCOME = (
     f"INSERT OR IGNORE INTO outcomes ({OUTCOME_COLUMNS}) VALUES ({', '.join('?' * 9)})"
@@ -158,7 +162,11 @@ class SqliteDecisionLog(DecisionLog):
         # with; without one, SQLite checkpoints every ~40 MB of WAL.
         self._autocheckpoint = 10_000 if checkpoint_interval is None else 50_000
         self._writer = self._connect()
-        self._writer.executescript(_SCHEMA)
+        try:
+            migrate(self._writer, MIGRATIONS, path=self.path)
+        except BaseException:
+            self._writer.close()
+            raise
         self._commits = 0
         self._wake = threading.Event()
         self._checkpointer: threading.Thread | None = None

@@ -25,6 +25,7 @@ from touchpoint.core.clock import isoformat, utcnow
 from touchpoint.core.errors import InvalidInput
 from touchpoint.core.pages import Page, parse_id_cursor
 from touchpoint.core.sqlite import open_connection, write_transaction
+from touchpoint.core.sqlite_migrations import SqliteMigration
 from touchpoint.definitions.model import Definitions
 from touchpoint.definitions.store.base import DefinitionStore, DefinitionVersion, version_from_row
 
@@ -36,6 +37,8 @@ CREATE TABLE IF NOT EXISTS versions (
     version INTEGER PRIMARY KEY, digest TEXT NOT NULL, definitions TEXT NOT NULL,
     applied_at TEXT NOT NULL, actor TEXT NOT NULL, note TEXT NOT NULL DEFAULT '');
 """
+# The schema, version by version (see core.sqlite_migrations).
+MIGRATIONS = [SqliteMigration("definitions", 1, _SCHEMA)]
 _COLUMNS = "version, digest, definitions, applied_at, actor, note"
 
 
@@ -55,7 +58,7 @@ class SqliteDefinitionStore(DefinitionStore):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._cached: DefinitionVersion | None = None
-        self._connection = open_connection(self.path, synchronous="full", schema=_SCHEMA)
+        self._connection = open_connection(self.path, synchronous="full", migrations=MIGRATIONS)
 
     def current(self) -> DefinitionVersion | None:
         """See `DefinitionStore.current`; served from the parsed copy while it is the latest."""

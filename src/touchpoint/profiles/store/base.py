@@ -13,11 +13,17 @@ import abc
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from touchpoint.core.config_stores import StoreConfig
+from touchpoint.core.errors import DefinitionError
 from touchpoint.core.leftovers import Leftover
 from touchpoint.core.pages import Page
 from touchpoint.profiles.model import Identity, MergeRecord, Profile
+
+if TYPE_CHECKING:
+    from touchpoint.core.postgres import Postgres
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,3 +213,25 @@ class ProfileStore(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional for backends without resources
         """Release connections."""
+
+
+DEFAULT_FILE_NAME = "profiles.sqlite3"
+
+
+def build_profile_store(
+    config: StoreConfig, data_dir: Path, postgres: Postgres | None = None
+) -> ProfileStore:
+    """The profile store a workspace configures: PostgreSQL when `postgres` is given (the
+    store runs on it), else SQLite at `<data_dir>/profiles.sqlite3` unless `config.path`
+    says otherwise. Creates the parent folder if needed."""
+    if postgres is not None:
+        from touchpoint.profiles.store.postgres import PostgresProfileStore
+
+        return PostgresProfileStore(postgres)
+    if config.type in ("sqlite", "auto"):
+        from touchpoint.profiles.store.sqlite import SqliteProfileStore
+
+        path = Path(config.path).expanduser() if config.path else Path(data_dir) / DEFAULT_FILE_NAME
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return SqliteProfileStore(path)
+    raise DefinitionError("profiles.type", f"unknown profile store type {config.type!r}")

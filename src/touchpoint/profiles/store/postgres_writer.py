@@ -19,7 +19,7 @@ import psycopg
 
 from touchpoint.core.clock import isoformat, utcnow
 from touchpoint.core.errors import InvalidInput, NotFound, TouchpointError, Unavailable
-from touchpoint.core.postgres import first_line
+from touchpoint.core.servers import first_line
 from touchpoint.profiles.model import Identity, Profile
 from touchpoint.profiles.store import postgres_erase
 from touchpoint.profiles.store.base import ProfileWriter, TimelineEvent

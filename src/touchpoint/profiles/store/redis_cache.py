@@ -46,8 +46,8 @@ from redis.exceptions import RedisError
 from touchpoint.core.leftovers import Leftover
 from touchpoint.core.metrics import Metrics
 from touchpoint.core.pages import Page
-from touchpoint.core.postgres import first_line
 from touchpoint.core.redis import RedisService
+from touchpoint.core.servers import first_line
 from touchpoint.profiles.model import Identity, MergeRecord, Profile
 from touchpoint.profiles.store.base import (
     ErasedProfile,

@@ -38,6 +38,7 @@ from touchpoint.core.sqlite import (
     checkpoint_truncate,
     write_transaction,
 )
+from touchpoint.core.sqlite_migrations import SqliteMigration, migrate
 from touchpoint.profiles.model import Identity, MergeRecord, Profile
 from touchpoint.profiles.store import sqlite_erase
 from touchpoint.profiles.store.base import (
@@ -78,6 +79,8 @@ CREATE TABLE IF NOT EXISTS segment_changes (
     id INTEGER PRIMARY KEY AUTOINCREMENT, segment TEXT NOT NULL, profile_id TEXT NOT NULL,
     change TEXT NOT NULL, at TEXT NOT NULL);
 """
+# The schema, version by version (see core.sqlite_migrations).
+MIGRATIONS = [SqliteMigration("profiles", 1, _SCHEMA + sqlite_erase.TOMBSTONE_SCHEMA)]
 _FIND = "SELECT profile_id FROM identities WHERE kind = ? AND value = ?"
 _LOG_CHANGE = "INSERT INTO segment_changes (segment, profile_id, change, at) VALUES (?, ?, ?, ?)"
 _TIMELINE_COLUMNS = "message_id, timestamp, type, name, event, rowid"
@@ -364,7 +367,11 @@ class SqliteProfileStore(ProfileStore):
         self._connections_lock = threading.Lock()
         self._closed = False
         self._writer_connection = self._connect()
-        self._writer_connection.executescript(_SCHEMA + sqlite_erase.TOMBSTONE_SCHEMA)
+        try:
+            migrate(self._writer_connection, MIGRATIONS, path=self.path)
+        except BaseException:
+            self._writer_connection.close()
+            raise
 
     def _connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(

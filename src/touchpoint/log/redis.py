@@ -80,10 +80,10 @@ _TOKEN_TTL_MS = 30_000  # how long an append's answer is kept for a resent call
 _ERASE_CHUNK = 1_000  # entries scanned per erasure script call
 _MAX_POLL = 256  # entries one `poll` script returns at most
 
-__all__ = ["MIGRATIONS", "RedisStreamLog"]
+__all__ = ["MIGRATIONS", "RedisEventLog"]
 
 
-class RedisStreamLog(EventLog):
+class RedisEventLog(EventLog):
     """The event log on Redis Streams (see the module docstring for the layout).
 
     Promises: `append` returns once Redis ran the batch's script (durable across a Redis

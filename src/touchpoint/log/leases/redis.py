@@ -8,10 +8,14 @@ clocks need not agree.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from touchpoint.core.redis import RedisService
-from touchpoint.log.coordination import Leases
+from touchpoint.log.leases.base import Leases
+
+# The characters a SCAN pattern gives a meaning to (escaped with a backslash).
+_GLOB = re.compile(r"[\\*?\[\]^-]")
 
 _HEARTBEAT = """
 local t = redis.call('TIME')
@@ -81,14 +85,22 @@ class RedisLeases(Leases):
             self._redis.client.zrem(self._members_key(group), member)
 
     def owners(self, group: str) -> dict[int, str]:
-        pattern = self._redis.key("group", group, "lease", "*")
+        # The group's name is data: glob characters in it are escaped, and a key counts only
+        # if what follows the group's lease prefix is a partition number (a group named
+        # `a:lease:1` is not group `a`).
+        prefix = self._redis.key("group", group, "lease", "")
+        pattern = _GLOB.sub(r"\\\g<0>", prefix) + "*"
         with self._redis.errors("partition leases"):
-            keys = list(self._redis.client.scan_iter(match=pattern, count=1000))
+            keys = [
+                key
+                for key in self._redis.client.scan_iter(match=pattern, count=1000)
+                if _text(key)[len(prefix) :].isdigit()
+            ]
             values = self._redis.client.mget(keys) if keys else []
         owners = {}
         for key, value in zip(keys, values, strict=True):
             if value is not None:
-                owners[int(_text(key).rsplit(":", 1)[1])] = _text(value)
+                owners[int(_text(key)[len(prefix) :])] = _text(value)
         return owners
 
 

@@ -1,0 +1,2 @@
+"""Partition leases and group membership: the interface (`base.py`) and one module per
+technology (`sqlite.py`, `redis.py`)."""
