@@ -16,7 +16,7 @@ from touchpoint.core.errors import ServiceUnavailableAtStart
 from touchpoint.core.postgres import POSTGRES_SETTING, Postgres
 from touchpoint.core.redis import REDIS_SETTING, RedisService
 
-STORES = ("profiles", "rejected", "decisions", "definitions_store", "audit")
+STORES = ("profiles", "rejected", "decisions", "definitions_store", "audit", "timers")
 
 
 @dataclass
