@@ -51,7 +51,7 @@ CREATE TABLE timers (
     state text NOT NULL, lease_owner text, lease_until timestamptz,
     ready_at timestamptz NOT NULL, scheduled_at timestamptz NOT NULL,
     finished_at timestamptz, last_error text);
-CREATE INDEX timers_ready ON timers (ready_at) WHERE state = 'pending';
+CREATE INDEX timers_ready ON timers (ready_at, key) WHERE state = 'pending';
 CREATE INDEX timers_finished ON timers (finished_at) WHERE state IN ('fired', 'cancelled');
 CREATE INDEX timers_profile ON timers (profile_id) WHERE profile_id IS NOT NULL;
 """,

@@ -47,7 +47,7 @@ CREATE TABLE IF NOT EXISTS timers (
     profile_id TEXT, attempts INTEGER NOT NULL DEFAULT 0, state TEXT NOT NULL,
     lease_owner TEXT, lease_until TEXT, ready_at TEXT NOT NULL, scheduled_at TEXT NOT NULL,
     finished_at TEXT, last_error TEXT);
-CREATE INDEX IF NOT EXISTS timers_ready ON timers (ready_at) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS timers_ready ON timers (ready_at, key) WHERE state = 'pending';
 CREATE INDEX IF NOT EXISTS timers_finished ON timers (finished_at)
     WHERE state IN ('fired', 'cancelled');
 CREATE INDEX IF NOT EXISTS timers_profile ON timers (profile_id) WHERE profile_id IS NOT NULL;
