@@ -18,6 +18,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -62,23 +63,53 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
     service.close()
 
 
-def start_worker(backend: Backend, effects: Path, *extra: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            str(WORKER),
-            "--effects",
-            str(effects),
-            "--start",
-            isoformat(TEST_START),
-            "--lease",
-            str(LEASE_SECONDS),
-            *backend.worker_args,
-            *extra,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+@dataclass
+class Worker:
+    """A worker process and the file its stderr goes to (a pipe nobody reads could fill up
+    and block it)."""
+
+    process: subprocess.Popen[bytes]
+    errors: Path
+
+    def stderr(self) -> str:
+        return self.errors.read_text(errors="replace")[-3000:]
+
+
+STARTED: list[Worker] = []
+
+
+@pytest.fixture(autouse=True)
+def kill_leftover_workers() -> Iterator[None]:
+    """Whatever a failed test left running is killed."""
+    yield
+    while STARTED:
+        worker = STARTED.pop()
+        if worker.process.poll() is None:
+            worker.process.kill()
+            worker.process.wait(30)
+
+
+def start_worker(backend: Backend, effects: Path, *extra: str) -> Worker:
+    errors = effects.with_name(f"worker-{len(list(effects.parent.glob('worker-*')))}.err")
+    with errors.open("wb") as stderr:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                str(WORKER),
+                "--effects",
+                str(effects),
+                "--start",
+                isoformat(TEST_START),
+                "--lease",
+                str(LEASE_SECONDS),
+                *backend.worker_args,
+                *extra,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    STARTED.append(Worker(process, errors))
+    return STARTED[-1]
 
 
 def rows(effects: Path, table: str) -> list[str]:
@@ -113,14 +144,14 @@ def test_killed_workers_fire_every_timer_exactly_once_in_effect(
 
     # 1. A worker that dies right after its 10th effect, before completing that timer.
     crashing = start_worker(backend, effects, "--crash-after", "10")
-    assert crashing.wait(60) == -signal.SIGKILL, crashing.stderr.read() if crashing.stderr else ""
+    assert crashing.process.wait(60) == -signal.SIGKILL, crashing.stderr()
     assert len(rows(effects, "effects")) == 10
 
     # 2. A worker killed from outside at whatever moment it has reached.
     killed = start_worker(backend, effects)
     wait_for(lambda: len(rows(effects, "attempts")) >= 40, 60, "the second worker to fire")
-    killed.send_signal(signal.SIGKILL)
-    assert killed.wait(30) == -signal.SIGKILL
+    killed.process.send_signal(signal.SIGKILL)
+    assert killed.process.wait(30) == -signal.SIGKILL
     assert len(rows(effects, "effects")) < TIMERS, "the kill came too late to test anything"
 
     # 3. Two workers at once finish the rest, the dead workers' timers once their leases end.
@@ -129,9 +160,9 @@ def test_killed_workers_fire_every_timer_exactly_once_in_effect(
         wait_for(lambda: all(store.get(k).state == "fired" for k in keys), 90, "every timer")  # type: ignore[union-attr]
     finally:
         for worker in finishers:
-            worker.send_signal(signal.SIGTERM)
-        codes = [worker.wait(30) for worker in finishers]
-    assert codes == [0, 0], [w.stderr.read() if w.stderr else "" for w in finishers]
+            worker.process.send_signal(signal.SIGTERM)
+        codes = [worker.process.wait(30) for worker in finishers]
+    assert codes == [0, 0], [worker.stderr() for worker in finishers]
 
     effect_keys = Counter(rows(effects, "effects"))
     attempts = Counter(rows(effects, "attempts"))
