@@ -174,18 +174,18 @@ class SqliteTimerStore(TimerStore):
                         "lease_until = NULL, last_error = ? WHERE key = ?",
                         (now, EXHAUSTED_ERROR.format(attempts=attempts), key),
                     )
-            if not claim:
-                return []
-            connection.execute(
-                "UPDATE timers SET lease_owner = ?, lease_until = ?, ready_at = ?, "
-                f"attempts = attempts + 1 WHERE key IN ({_marks(len(claim))})",
-                (owner, until, until, *claim),
-            )
-            claimed = connection.execute(
-                f"SELECT {_COLUMNS} FROM timers WHERE key IN ({_marks(len(claim))}) "
-                "ORDER BY due_at, key",
-                claim,
-            ).fetchall()
+            claimed = []
+            if claim:
+                connection.execute(
+                    "UPDATE timers SET lease_owner = ?, lease_until = ?, ready_at = ?, "
+                    f"attempts = attempts + 1 WHERE key IN ({_marks(len(claim))})",
+                    (owner, until, until, *claim),
+                )
+                claimed = connection.execute(
+                    f"SELECT {_COLUMNS} FROM timers WHERE key IN ({_marks(len(claim))}) "
+                    "ORDER BY due_at, key",
+                    claim,
+                ).fetchall()
         if exhausted:
             logger.warning("%d timers failed: their attempts ran out", len(exhausted))
         return [timer_from_row(row) for row in claimed]
