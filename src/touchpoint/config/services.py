@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from touchpoint.core.postgres import Postgres
     from touchpoint.core.redis import RedisService
 
-STORES = ("profiles", "rejected", "decisions", "definitions_store", "audit")
+STORES = ("profiles", "rejected", "decisions", "definitions_store", "audit", "timers")
 
 
 @dataclass

@@ -179,6 +179,7 @@ class TouchpointConfig(ConfigModel):
     decisions: StoreConfig = Field(default_factory=StoreConfig)
     definitions_store: StoreConfig = Field(default_factory=StoreConfig)
     audit: StoreConfig = Field(default_factory=StoreConfig)
+    timers: StoreConfig = Field(default_factory=StoreConfig)
     postgres: PostgresConfig = Field(default_factory=PostgresConfig)
     redis: RedisConfig = Field(default_factory=RedisConfig)
     warehouse: WarehouseConfig = Field(default_factory=WarehouseConfig)

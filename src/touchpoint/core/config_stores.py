@@ -47,7 +47,8 @@ class StreamConfig(ConfigModel):
 
 
 class StoreConfig(ConfigModel):
-    """A state store backend (profiles, rejected events, decisions, definitions, audit).
+    """A state store backend (profiles, rejected events, decisions, definitions, audit,
+    timers).
 
     `type`: `sqlite` (a file under the data directory, or `path`), `postgres`, or `auto`
     (PostgreSQL when `postgres.url` / TOUCHPOINT_POSTGRES_URL is set, else SQLite).
