@@ -42,6 +42,7 @@ from touchpoint.profiles.tombstones import tombstone_key
 from touchpoint.runtime_metrics import WorkspaceCollector
 from touchpoint.segments.realtime import SegmentEvaluator
 from touchpoint.stream.processor import StreamProcessor
+from touchpoint.timers.base import TimerStore, build_timer_store
 from touchpoint.warehouse import warehouse_root
 from touchpoint.warehouse.store import Warehouse
 from touchpoint.warehouse.writer import WarehouseWriter
@@ -70,6 +71,7 @@ class Workspace:
     decisions: DecisionLog
     definitions: DefinitionStore
     audit: AuditLog
+    timers: TimerStore
     decider: Decider
     eraser: Eraser
     services: Services
@@ -160,6 +162,9 @@ class Workspace:
             services.postgres_for(config.definitions_store, "definitions_store"),
             clock=clock.now,
         )
+        timers = build_timer_store(
+            config.timers, data_dir, services.postgres_for(config.timers, "timers"), clock=clock
+        )
         audit = build_audit_log(
             config.audit, data_dir, services.postgres_for(config.audit, "audit"), clock=clock.now
         )
@@ -226,6 +231,7 @@ class Workspace:
             decisions=decisions,
             rejected=rejected,
             audit=audit,
+            timers=timers,
             forget_in_models=partial(forget_people, registry),
             metrics=metrics,
             clock=clock.now,
@@ -243,6 +249,7 @@ class Workspace:
             decisions=decisions,
             definitions=definitions,
             audit=audit,
+            timers=timers,
             decider=decider,
             eraser=eraser,
             services=services,
@@ -374,4 +381,5 @@ class Workspace:
         self.decisions.close()
         self.definitions.close()
         self.audit.close()
+        self.timers.close()
         self.services.close()

@@ -3,7 +3,8 @@
 `Eraser.erase` finds the person by any identifier and erases, in this order: the profile
 store (profile, everything merged into it, identity graph, timeline, segments, lineage),
 writing tombstones in the same transaction, then the event log, the decision log, the
-rejected store, the warehouse and the stored models (recommenders forget the person's
+rejected store, the durable timers (a journey's pending steps), the warehouse and the
+stored models (recommenders forget the person's
 profile ids), and finally records the job in the audit log. Tombstones come first so
 that an event processed meanwhile (a late event, a replay, a retry) is dropped by the
 stream processor instead of rebuilding the person from what is not yet erased.
@@ -38,6 +39,7 @@ from touchpoint.decide.decision_log.base import DecisionLog
 from touchpoint.log.base import EventLog
 from touchpoint.profiles.lookup import PersonFinder
 from touchpoint.profiles.model import Identity
+from touchpoint.timers.base import TimerStore
 
 if TYPE_CHECKING:
     from touchpoint.warehouse.store import Warehouse
@@ -120,6 +122,7 @@ class Eraser:
         decisions: DecisionLog,
         rejected: RejectedStore,
         audit: AuditLog,
+        timers: TimerStore | None = None,
         forget_in_models: Callable[[Sequence[str]], int] | None = None,
         metrics: Metrics | None = None,
         clock: Callable[[], datetime] = utcnow,
@@ -131,6 +134,7 @@ class Eraser:
         self.decisions = decisions
         self.rejected = rejected
         self.audit = audit
+        self.timers = timers
         self.forget_in_models = forget_in_models
         self.metrics = metrics
         self._clock = clock
@@ -191,8 +195,9 @@ class Eraser:
         identities: Sequence[Identity],
         message_ids: Sequence[str],
     ) -> dict[str, Any]:
-        """Erase the person from the event log, the decision log and the rejected store;
-        what each removed (the job record's `erased` entries)."""
+        """Erase the person from the event log, the decision log, the rejected store, the
+        timers, the warehouse and the models; what each removed (the job record's `erased`
+        entries)."""
         routing_keys = [i.value for i in identities if i.kind in self._routing_kinds]
         erased_log = self.log.erase(message_ids=message_ids, keys=routing_keys)
         erased_decisions = self.decisions.erase(
@@ -206,6 +211,8 @@ class Eraser:
             erased["warehouse"] = self.warehouse.erase(
                 profile_ids=profile_ids, message_ids=message_ids, keys=routing_keys
             )
+        if self.timers is not None and profile_ids:
+            erased["timers"] = self.timers.erase_profiles(profile_ids)
         if self.forget_in_models is not None and profile_ids:
             erased["models"] = {"versions_rewritten": self.forget_in_models(profile_ids)}
         return {
@@ -229,6 +236,8 @@ class Eraser:
             ("decision_log", self.decisions.scrub),
             ("rejected_store", self.rejected.scrub),
         ]
+        if self.timers is not None:
+            stores.append(("timers", self.timers.scrub))
         for name, scrub in stores:
             try:
                 leftovers.extend(scrub())

@@ -187,3 +187,17 @@ def test_an_erasure_interrupted_before_its_audit_entry_is_finished_on_retry(
     assert entry.details["job_id"] == "job-crashed"
     assert eraser(workspace).erase("user_id", "ada", actor="t").job_id == "job-crashed"
     assert len(workspace.audit.list(action=ERASE_ACTION).items) == 1
+
+
+def test_erasure_deletes_the_person_s_timers_and_no_one_else_s(workspace: Workspace) -> None:
+    ada(workspace)
+    profile_id = workspace.people.find_one("user_id", "ada").profile_id
+    bob = workspace.people.find_one("user_id", "bob").profile_id
+    assert profile_id is not None and bob is not None
+    due = workspace.clock.now()
+    workspace.timers.schedule("journey:ada:1", "journey", due, {"step": 1}, profile_id=profile_id)
+    workspace.timers.schedule("journey:bob:1", "journey", due, {"step": 1}, profile_id=bob)
+    job = workspace.eraser.erase("email", EMAIL, actor="cli:test")
+    assert job.erased["timers"] == 1
+    assert workspace.timers.get("journey:ada:1") is None
+    assert workspace.timers.get("journey:bob:1") is not None
