@@ -5,6 +5,7 @@ so the wiring of backends lives in one place."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -15,12 +16,14 @@ from touchpoint.collect.rate_limit import RateLimiter, build_rate_limiter
 from touchpoint.collect.rejected.base import RejectedStore, build_rejected_store
 from touchpoint.config.services import Services
 from touchpoint.config.settings import Settings
+from touchpoint.consumers.consumer import LogConsumer
+from touchpoint.consumers.host import LoopHost
 from touchpoint.core.clock import SYSTEM_CLOCK, Clock, isoformat, parse_duration
 from touchpoint.core.errors import InvalidInput
 from touchpoint.core.metrics import Metrics
 from touchpoint.decide.decision_log.base import DecisionLog, build_decision_log
 from touchpoint.decide.engine import Decider
-from touchpoint.decide.outcomes import OutcomeSink
+from touchpoint.decide.outcomes import OutcomeHandler
 from touchpoint.definitions.apply import sync_definitions
 from touchpoint.definitions.store.base import DefinitionStore, build_definition_store
 from touchpoint.govern.erasure import Eraser
@@ -28,7 +31,7 @@ from touchpoint.govern.export import export_person
 from touchpoint.jobs import JobRunner, PeriodicJob
 from touchpoint.log import build_event_log
 from touchpoint.log.base import EventLog
-from touchpoint.log.coordination import Leases, PartitionCoordinator, SqliteLeases
+from touchpoint.log.coordination import Leases, PartitionCoordinator, SqliteLeases, member_name
 from touchpoint.log.sqlite import SqliteEventLog
 from touchpoint.models.erasure import forget_people
 from touchpoint.models.metrics import ModelCollector
@@ -42,7 +45,7 @@ from touchpoint.profiles.store.sqlite import SqliteProfileStore
 from touchpoint.profiles.tombstones import tombstone_key
 from touchpoint.runtime_metrics import WorkspaceCollector
 from touchpoint.segments.realtime import SegmentEvaluator
-from touchpoint.stream.processor import StreamProcessor
+from touchpoint.stream.pipeline import ProfilePipeline
 from touchpoint.warehouse import warehouse_root
 from touchpoint.warehouse.store import Warehouse
 from touchpoint.warehouse.writer import WarehouseWriter
@@ -53,6 +56,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 REJECTED_PURGE_SECONDS = 600.0  # how often the rejected store's retention is applied
+FOLLOWER_WAIT_SECONDS = 0.1  # the least an idle consumer following `profiles` waits
 
 
 @dataclass
@@ -66,7 +70,7 @@ class Workspace:
     profiles: ProfileStore
     hasher: IdentityHasher
     collector: Collector
-    processor: StreamProcessor
+    processor: LogConsumer
     decisions: DecisionLog
     definitions: DefinitionStore
     audit: AuditLog
@@ -74,6 +78,10 @@ class Workspace:
     eraser: Eraser
     services: Services
     rate_limiter: RateLimiter
+    resolver: IdentityResolver
+    features: FeatureEngine
+    segments: SegmentEvaluator
+    loops: LoopHost
     warehouse: Warehouse | None = None
     warehouse_writer: WarehouseWriter | None = None
     leases: Leases | None = None
@@ -89,16 +97,11 @@ class Workspace:
         return self.services.postgres is None and self.services.redis is None
 
     @property
-    def resolver(self) -> IdentityResolver:
-        return self.processor.resolver
-
-    @property
-    def features(self) -> FeatureEngine:
-        return self.processor.engine
-
-    @property
-    def segments(self) -> SegmentEvaluator:
-        return self.processor.segments
+    def pipeline(self) -> ProfilePipeline:
+        """The profile pipeline (the `processor` consumer's handler) and its counters."""
+        handler = self.processor.handler
+        assert isinstance(handler, ProfilePipeline)
+        return handler
 
     @classmethod
     def open(
@@ -172,16 +175,36 @@ class Workspace:
             )
         hasher = IdentityHasher(settings.hash_secret)
         collector = Collector(config, log, rejected, hasher, metrics=metrics, clock=clock.now)
-        processor = StreamProcessor(
+        resolver = IdentityResolver(config.identity)
+        features = FeatureEngine(config.features)
+        segments = SegmentEvaluator(
+            config.segments, time_dependent_features=features.time_dependent
+        )
+        poll_interval = parse_duration(config.stream.poll_interval).total_seconds()
+        pipeline = ProfilePipeline(
             config,
             log,
             profiles,
-            idle_wait_seconds=parse_duration(config.stream.poll_interval).total_seconds(),
+            resolver=resolver,
+            features=features,
+            segments=segments,
             segment_refresh_seconds=parse_duration(config.stream.segment_refresh).total_seconds(),
-            sinks=[OutcomeSink(decisions, definitions)],
             tombstone_key=partial(tombstone_key, hasher),
             clock=clock.now,
         )
+        processor = LogConsumer(
+            log, pipeline, idle_wait_seconds=poll_interval, clock=clock.now, time=clock.time
+        )
+        # The followers of `profiles` wait out their interval when idle (an append gives them
+        # nothing until the pipeline commits it).
+        outcomes = LogConsumer(
+            log,
+            OutcomeHandler(decisions, definitions, profiles, resolver, follows=pipeline.group),
+            idle_wait_seconds=max(poll_interval, FOLLOWER_WAIT_SECONDS),
+            clock=clock.now,
+            time=clock.time,
+        )
+        loops = LoopHost([processor, outcomes])
         warehouse = writer = None
         if config.warehouse.enabled:
             warehouse = Warehouse(warehouse_root(settings))
@@ -189,11 +212,23 @@ class Workspace:
                 warehouse,
                 log,
                 profiles,
-                processor.resolver,
-                follow_group=processor.group,
+                resolver,
+                follow_group=pipeline.group,
                 flush_rows=config.warehouse.flush_rows,
                 flush_interval=parse_duration(config.warehouse.flush_interval).total_seconds(),
                 clock=clock.time,
+            )
+            loops.add(
+                LogConsumer(
+                    log,
+                    writer,
+                    max_records=max(1_000, writer.max_file_rows // log.partitions),
+                    idle_wait_seconds=parse_duration(
+                        config.warehouse.sync_interval
+                    ).total_seconds(),
+                    clock=clock.now,
+                    time=clock.time,
+                )
             )
         registry = ModelRegistry(data_dir / "models")
         recommendations = None
@@ -212,9 +247,9 @@ class Workspace:
             definitions=definitions,
             decisions=decisions,
             profiles=profiles,
-            resolver=processor.resolver,
+            resolver=resolver,
             hasher=hasher,
-            features=processor.engine,
+            features=features,
             metrics=metrics,
             recommendations=recommendations,
             clock=clock.now,
@@ -227,7 +262,7 @@ class Workspace:
             rejected=rejected,
             audit=audit,
             hasher=hasher,
-            resolver=processor.resolver,
+            resolver=resolver,
             forget_in_models=partial(forget_people, registry),
             metrics=metrics,
             clock=clock.now,
@@ -248,6 +283,10 @@ class Workspace:
             eraser=eraser,
             services=services,
             rate_limiter=build_rate_limiter(config, services.redis, clock.time),
+            resolver=resolver,
+            features=features,
+            segments=segments,
+            loops=loops,
             warehouse=warehouse,
             warehouse_writer=writer,
             registry=registry,
@@ -257,10 +296,13 @@ class Workspace:
         metrics.registry.register(ModelCollector(registry))
         return workspace
 
-    def share_partitions(self, *, member: str | None = None) -> PartitionCoordinator:
-        """Make this process's stream processor one worker of its group: from its next batch
-        it processes only the partitions the group assigns it (see log.coordination). The
-        leases live beside the log: in Redis for Redis Streams, in the log's file for SQLite."""
+    def share_partitions(
+        self, *, member: str | None = None, groups: Collection[str] | None = None
+    ) -> dict[str, PartitionCoordinator]:
+        """Make this process's consumers (of `groups`; default: every hosted one) workers of
+        their groups: from its next batch each processes only the partitions its group
+        assigns it (see log.coordination); the coordinators by group. The leases live
+        beside the log: in Redis for Redis Streams, in the log's file for SQLite."""
         if self.leases is None:
             if isinstance(self.log, SqliteEventLog):
                 self.leases = SqliteLeases(self.log.path)
@@ -270,36 +312,37 @@ class Workspace:
                 from touchpoint.log.redis_leases import RedisLeases
 
                 self.leases = RedisLeases(self.services.redis)
-        config = self.settings.config
-        coordinator = PartitionCoordinator(
-            self.leases,
-            group=self.processor.group,
-            partitions=self.log.partitions,
-            member=member,
-            ttl=parse_duration(config.stream.lease_ttl).total_seconds(),
-        )
-        self.processor.coordinate(coordinator)
-        return coordinator
+        ttl = parse_duration(self.settings.config.stream.lease_ttl).total_seconds()
+        name = member or member_name()
+        coordinators = {}
+        for consumer in self.loops.consumers():
+            if groups is not None and consumer.group not in groups:
+                continue
+            coordinator = PartitionCoordinator(
+                self.leases,
+                group=consumer.group,
+                partitions=self.log.partitions,
+                member=name,
+                ttl=ttl,
+            )
+            consumer.coordinate(coordinator)
+            coordinators[consumer.group] = coordinator
+        return coordinators
 
     def start_background(self) -> None:
-        """Start what a long-running serving process runs beside its requests: its stream
-        processor (one worker of the group, sharing the log's partitions) and its background
-        jobs. `serve` (one process or several) calls this; `worker` runs the processor in
-        its own thread and calls `share_partitions` and `start_jobs` itself."""
+        """Start what a long-running process runs beside its requests: every hosted loop (the
+        consumers of profiles, outcomes and the warehouse copy, each one worker of its
+        group, sharing the log's partitions) and the background jobs. `serve` (one process
+        or several) and `worker` call this."""
         self.share_partitions()
-        self.processor.start()
+        self.loops.start()
         self.start_jobs()
 
     def start_jobs(self) -> JobRunner:
-        """Start the background jobs of a long-running process (the warehouse copy; the
-        rejected store's retention; model training on its schedule): `serve` with its
-        processor and `worker` call this."""
+        """Start the background jobs of a long-running process (the rejected store's
+        retention; model training on its schedule): `start_background` calls this."""
         if self.jobs is None:
             jobs = []
-            writer = self.warehouse_writer
-            if writer is not None:
-                interval = parse_duration(self.settings.config.warehouse.sync_interval)
-                jobs.append(PeriodicJob("warehouse", interval.total_seconds(), writer.run_once))
             jobs.append(PeriodicJob("rejected", REJECTED_PURGE_SECONDS, self.purge_rejected))
             schedule = self.settings.config.models.schedule
             if schedule is not None and self.warehouse is not None:
@@ -369,12 +412,12 @@ class Workspace:
         )
 
     def close(self) -> None:
-        """Stop the processor if it runs, then close the stores (the log flushes first).
+        """Stop the hosted loops if they run, then close the stores (the log flushes first).
         Closing twice is a no-op."""
         if self.closed:
             return
         self.closed = True
-        self.processor.stop()
+        self.loops.stop()
         if self.jobs is not None:
             self.jobs.stop()
         if self.leases is not None:

@@ -302,7 +302,7 @@ def apply_imported(
 ) -> ApplyResult:
     """Apply what was appended to the log after `since` (see `log_positions`) to profiles.
 
-    This process joins the workspace's processors (`share_partitions`), so a running
+    This process joins the `profiles` group (`share_partitions`), so a running
     `touchpoint serve` or worker takes part; it returns when every partition that grew is
     committed past its end at the start of the call, or when nothing moved for
     `stall_seconds` (default two lease TTLs: a dead member's leases have expired by then).
@@ -324,7 +324,7 @@ def apply_imported(
 
     total = left = remaining()
     applied = 0
-    coordinator = workspace.share_partitions()
+    coordinator = workspace.share_partitions(groups=[processor.group])[processor.group]
     try:
         last_move = time.monotonic()
         while left > 0:
