@@ -23,7 +23,6 @@ from touchpoint.core.errors import InvalidInput
 from touchpoint.core.metrics import Metrics
 from touchpoint.decide.decision_log.base import DecisionLog, build_decision_log
 from touchpoint.decide.engine import Decider
-from touchpoint.decide.outcomes import OutcomeHandler
 from touchpoint.definitions.apply import sync_definitions
 from touchpoint.definitions.store.base import DefinitionStore, build_definition_store
 from touchpoint.govern.erasure import Eraser
@@ -31,7 +30,7 @@ from touchpoint.govern.export import export_person
 from touchpoint.jobs import JobRunner, PeriodicJob
 from touchpoint.log import build_event_log
 from touchpoint.log.base import EventLog
-from touchpoint.log.coordination import Leases, PartitionCoordinator, SqliteLeases, member_name
+from touchpoint.log.coordination import Leases, PartitionCoordinator, SqliteLeases
 from touchpoint.log.sqlite import SqliteEventLog
 from touchpoint.models.erasure import forget_people
 from touchpoint.models.metrics import ModelCollector
@@ -42,11 +41,10 @@ from touchpoint.profiles.identity import IdentityResolver
 from touchpoint.profiles.pii import IdentityHasher
 from touchpoint.profiles.store.base import ProfileStore
 from touchpoint.profiles.store.sqlite import SqliteProfileStore
-from touchpoint.profiles.tombstones import tombstone_key
+from touchpoint.runtime_consumers import build_consumers, share_partitions
 from touchpoint.runtime_metrics import WorkspaceCollector
 from touchpoint.segments.realtime import SegmentEvaluator
 from touchpoint.stream.pipeline import ProfilePipeline
-from touchpoint.warehouse import warehouse_root
 from touchpoint.warehouse.store import Warehouse
 from touchpoint.warehouse.writer import WarehouseWriter
 
@@ -56,7 +54,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 REJECTED_PURGE_SECONDS = 600.0  # how often the rejected store's retention is applied
-FOLLOWER_WAIT_SECONDS = 0.1  # the least an idle consumer following `profiles` waits
 
 
 @dataclass
@@ -180,56 +177,19 @@ class Workspace:
         segments = SegmentEvaluator(
             config.segments, time_dependent_features=features.time_dependent
         )
-        poll_interval = parse_duration(config.stream.poll_interval).total_seconds()
-        pipeline = ProfilePipeline(
-            config,
-            log,
-            profiles,
+        consumers = build_consumers(
+            settings,
+            log=log,
+            profiles=profiles,
+            decisions=decisions,
+            definitions=definitions,
             resolver=resolver,
             features=features,
             segments=segments,
-            segment_refresh_seconds=parse_duration(config.stream.segment_refresh).total_seconds(),
-            tombstone_key=partial(tombstone_key, hasher),
-            clock=clock.now,
+            hasher=hasher,
+            clock=clock,
         )
-        processor = LogConsumer(
-            log, pipeline, idle_wait_seconds=poll_interval, clock=clock.now, time=clock.time
-        )
-        # The followers of `profiles` wait out their interval when idle (an append gives them
-        # nothing until the pipeline commits it).
-        outcomes = LogConsumer(
-            log,
-            OutcomeHandler(decisions, definitions, profiles, resolver, follows=pipeline.group),
-            idle_wait_seconds=max(poll_interval, FOLLOWER_WAIT_SECONDS),
-            clock=clock.now,
-            time=clock.time,
-        )
-        loops = LoopHost([processor, outcomes])
-        warehouse = writer = None
-        if config.warehouse.enabled:
-            warehouse = Warehouse(warehouse_root(settings))
-            writer = WarehouseWriter(
-                warehouse,
-                log,
-                profiles,
-                resolver,
-                follow_group=pipeline.group,
-                flush_rows=config.warehouse.flush_rows,
-                flush_interval=parse_duration(config.warehouse.flush_interval).total_seconds(),
-                clock=clock.time,
-            )
-            loops.add(
-                LogConsumer(
-                    log,
-                    writer,
-                    max_records=max(1_000, writer.max_file_rows // log.partitions),
-                    idle_wait_seconds=parse_duration(
-                        config.warehouse.sync_interval
-                    ).total_seconds(),
-                    clock=clock.now,
-                    time=clock.time,
-                )
-            )
+        warehouse, writer = consumers.warehouse, consumers.writer
         registry = ModelRegistry(data_dir / "models")
         recommendations = None
         if warehouse is not None:
@@ -275,7 +235,7 @@ class Workspace:
             profiles=profiles,
             hasher=hasher,
             collector=collector,
-            processor=processor,
+            processor=consumers.processor,
             decisions=decisions,
             definitions=definitions,
             audit=audit,
@@ -286,7 +246,7 @@ class Workspace:
             resolver=resolver,
             features=features,
             segments=segments,
-            loops=loops,
+            loops=consumers.loops,
             warehouse=warehouse,
             warehouse_writer=writer,
             registry=registry,
@@ -312,22 +272,14 @@ class Workspace:
                 from touchpoint.log.redis_leases import RedisLeases
 
                 self.leases = RedisLeases(self.services.redis)
-        ttl = parse_duration(self.settings.config.stream.lease_ttl).total_seconds()
-        name = member or member_name()
-        coordinators = {}
-        for consumer in self.loops.consumers():
-            if groups is not None and consumer.group not in groups:
-                continue
-            coordinator = PartitionCoordinator(
-                self.leases,
-                group=consumer.group,
-                partitions=self.log.partitions,
-                member=name,
-                ttl=ttl,
-            )
-            consumer.coordinate(coordinator)
-            coordinators[consumer.group] = coordinator
-        return coordinators
+        return share_partitions(
+            self.loops,
+            self.leases,
+            partitions=self.log.partitions,
+            ttl=parse_duration(self.settings.config.stream.lease_ttl).total_seconds(),
+            member=member,
+            groups=groups,
+        )
 
     def start_background(self) -> None:
         """Start what a long-running process runs beside its requests: every hosted loop (the
@@ -342,8 +294,7 @@ class Workspace:
         """Start the background jobs of a long-running process (the rejected store's
         retention; model training on its schedule): `start_background` calls this."""
         if self.jobs is None:
-            jobs = []
-            jobs.append(PeriodicJob("rejected", REJECTED_PURGE_SECONDS, self.purge_rejected))
+            jobs = [PeriodicJob("rejected", REJECTED_PURGE_SECONDS, self.purge_rejected)]
             schedule = self.settings.config.models.schedule
             if schedule is not None and self.warehouse is not None:
                 every = parse_duration(schedule.every).total_seconds()
