@@ -103,7 +103,7 @@ def run(options: Options) -> Section:
         workspace.warehouse.write_items(catalog_table(catalog))
 
         copy = time.perf_counter()
-        copied = workspace.warehouse_writer.run_once(force=True)
+        copied = workspace.warehouse_writer.run_once()
         copy_seconds = _seconds(copy)
         figures.append(
             Figure(

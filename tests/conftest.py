@@ -152,13 +152,16 @@ def client(settings: Settings, workspace: Workspace) -> Iterator[TestClient]:
 
 
 def drain(workspace: Workspace) -> int:
-    """Run the processor until the log has nothing left for it; returns events processed."""
+    """Run the profile consumer until the log has nothing left for it, then the outcome
+    consumer (which follows it) likewise; the entries the profile consumer handled. The
+    warehouse copy is left to `workspace.warehouse_writer` (it accumulates)."""
     total = 0
-    while True:
-        done = workspace.processor.run_once()
+    while done := workspace.processor.run_once():
         total += done
-        if not done:
-            return total
+    outcomes = workspace.loops.consumer("outcomes")
+    while outcomes.run_once():
+        pass
+    return total
 
 
 def server_config(postgres_schema: str, redis_prefix: str, **overrides: object) -> dict:

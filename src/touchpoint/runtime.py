@@ -5,6 +5,7 @@ so the wiring of backends lives in one place."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -15,12 +16,13 @@ from touchpoint.collect.rate_limit import RateLimiter, build_rate_limiter
 from touchpoint.collect.rejected.base import RejectedStore, build_rejected_store
 from touchpoint.config.services import Services
 from touchpoint.config.settings import Settings
+from touchpoint.consumers.consumer import LogConsumer
+from touchpoint.consumers.host import LoopHost
 from touchpoint.core.clock import SYSTEM_CLOCK, Clock, isoformat, parse_duration
 from touchpoint.core.errors import InvalidInput
 from touchpoint.core.metrics import Metrics
 from touchpoint.decide.decision_log.base import DecisionLog, build_decision_log
 from touchpoint.decide.engine import Decider
-from touchpoint.decide.outcomes import OutcomeSink
 from touchpoint.definitions.apply import sync_definitions
 from touchpoint.definitions.store.base import DefinitionStore, build_definition_store
 from touchpoint.govern.erasure import Eraser
@@ -38,12 +40,11 @@ from touchpoint.profiles.lookup import PersonFinder
 from touchpoint.profiles.pii import IdentityHasher
 from touchpoint.profiles.store.base import ProfileStore, build_profile_store
 from touchpoint.profiles.store.sqlite import SqliteProfileStore
-from touchpoint.profiles.tombstones import tombstone_key
+from touchpoint.runtime_consumers import build_consumers, share_partitions
 from touchpoint.runtime_metrics import WorkspaceCollector
 from touchpoint.segments.realtime import SegmentEvaluator
-from touchpoint.stream.processor import StreamProcessor
+from touchpoint.stream.pipeline import ProfilePipeline
 from touchpoint.timers.base import TimerStore, build_timer_store
-from touchpoint.warehouse import warehouse_root
 from touchpoint.warehouse.store import Warehouse
 from touchpoint.warehouse.writer import WarehouseWriter
 
@@ -67,7 +68,7 @@ class Workspace:
     hasher: IdentityHasher
     people: PersonFinder
     collector: Collector
-    processor: StreamProcessor
+    processor: LogConsumer
     decisions: DecisionLog
     definitions: DefinitionStore
     audit: AuditLog
@@ -76,6 +77,10 @@ class Workspace:
     eraser: Eraser
     services: Services
     rate_limiter: RateLimiter
+    resolver: IdentityResolver
+    features: FeatureEngine
+    segments: SegmentEvaluator
+    loops: LoopHost
     warehouse: Warehouse | None = None
     warehouse_writer: WarehouseWriter | None = None
     leases: Leases | None = None
@@ -91,16 +96,11 @@ class Workspace:
         return self.services.postgres is None and self.services.redis is None
 
     @property
-    def resolver(self) -> IdentityResolver:
-        return self.processor.resolver
-
-    @property
-    def features(self) -> FeatureEngine:
-        return self.processor.engine
-
-    @property
-    def segments(self) -> SegmentEvaluator:
-        return self.processor.segments
+    def pipeline(self) -> ProfilePipeline:
+        """The profile pipeline (the `processor` consumer's handler) and its counters."""
+        handler = self.processor.handler
+        assert isinstance(handler, ProfilePipeline)
+        return handler
 
     @classmethod
     def open(
@@ -177,29 +177,24 @@ class Workspace:
             )
         hasher = IdentityHasher(settings.hash_secret)
         collector = Collector(config, log, rejected, hasher, metrics=metrics, clock=clock.now)
-        processor = StreamProcessor(
-            config,
-            log,
-            profiles,
-            idle_wait_seconds=parse_duration(config.stream.poll_interval).total_seconds(),
-            segment_refresh_seconds=parse_duration(config.stream.segment_refresh).total_seconds(),
-            sinks=[OutcomeSink(decisions, definitions)],
-            tombstone_key=partial(tombstone_key, hasher),
-            clock=clock.now,
+        resolver = IdentityResolver(config.identity)
+        features = FeatureEngine(config.features)
+        segments = SegmentEvaluator(
+            config.segments, time_dependent_features=features.time_dependent
         )
-        warehouse = writer = None
-        if config.warehouse.enabled:
-            warehouse = Warehouse(warehouse_root(settings))
-            writer = WarehouseWriter(
-                warehouse,
-                log,
-                profiles,
-                processor.resolver,
-                follow_group=processor.group,
-                flush_rows=config.warehouse.flush_rows,
-                flush_interval=parse_duration(config.warehouse.flush_interval).total_seconds(),
-                clock=clock.time,
-            )
+        consumers = build_consumers(
+            settings,
+            log=log,
+            profiles=profiles,
+            decisions=decisions,
+            definitions=definitions,
+            resolver=resolver,
+            features=features,
+            segments=segments,
+            hasher=hasher,
+            clock=clock,
+        )
+        warehouse, writer = consumers.warehouse, consumers.writer
         registry = ModelRegistry(data_dir / "models")
         recommendations = None
         if warehouse is not None:
@@ -213,7 +208,7 @@ class Workspace:
                 recent_feature=config.recent_items_feature(),
             )
         people = PersonFinder(
-            resolver=processor.resolver, hasher=hasher, profiles=profiles, features=processor.engine
+            resolver=resolver, hasher=hasher, profiles=profiles, features=features
         )
         decider = Decider(
             config=config,
@@ -245,7 +240,7 @@ class Workspace:
             hasher=hasher,
             people=people,
             collector=collector,
-            processor=processor,
+            processor=consumers.processor,
             decisions=decisions,
             definitions=definitions,
             audit=audit,
@@ -254,6 +249,10 @@ class Workspace:
             eraser=eraser,
             services=services,
             rate_limiter=build_rate_limiter(config, services.redis, clock.time),
+            resolver=resolver,
+            features=features,
+            segments=segments,
+            loops=consumers.loops,
             warehouse=warehouse,
             warehouse_writer=writer,
             registry=registry,
@@ -263,43 +262,38 @@ class Workspace:
         metrics.registry.register(ModelCollector(registry))
         return workspace
 
-    def share_partitions(self, *, member: str | None = None) -> PartitionCoordinator:
-        """Make this process's stream processor one worker of its group: from its next batch
-        it processes only the partitions the group assigns it (see log.coordination). The
-        leases live beside the log: in Redis for Redis Streams, in the log's file for SQLite."""
+    def share_partitions(
+        self, *, member: str | None = None, groups: Collection[str] | None = None
+    ) -> dict[str, PartitionCoordinator]:
+        """Make this process's consumers (of `groups`; default: every hosted one) workers of
+        their groups: from its next batch each processes only the partitions its group
+        assigns it (see log.coordination); the coordinators by group. The leases live
+        beside the log: in Redis for Redis Streams, in the log's file for SQLite."""
         if self.leases is None:
             self.leases = build_leases(self.log, self.services.redis)
-        config = self.settings.config
-        coordinator = PartitionCoordinator(
+        return share_partitions(
+            self.loops,
             self.leases,
-            group=self.processor.group,
             partitions=self.log.partitions,
+            ttl=parse_duration(self.settings.config.stream.lease_ttl).total_seconds(),
             member=member,
-            ttl=parse_duration(config.stream.lease_ttl).total_seconds(),
+            groups=groups,
         )
-        self.processor.coordinate(coordinator)
-        return coordinator
 
     def start_background(self) -> None:
-        """Start what a long-running serving process runs beside its requests: its stream
-        processor (one worker of the group, sharing the log's partitions) and its background
-        jobs. `serve` (one process or several) calls this; `worker` runs the processor in
-        its own thread and calls `share_partitions` and `start_jobs` itself."""
+        """Start what a long-running process runs beside its requests: every hosted loop (the
+        consumers of profiles, outcomes and the warehouse copy, each one worker of its
+        group, sharing the log's partitions) and the background jobs. `serve` (one process
+        or several) and `worker` call this."""
         self.share_partitions()
-        self.processor.start()
+        self.loops.start()
         self.start_jobs()
 
     def start_jobs(self) -> JobRunner:
-        """Start the background jobs of a long-running process (the warehouse copy; the
-        rejected store's retention; model training on its schedule): `serve` with its
-        processor and `worker` call this."""
+        """Start the background jobs of a long-running process (the rejected store's
+        retention; model training on its schedule): `start_background` calls this."""
         if self.jobs is None:
-            jobs = []
-            writer = self.warehouse_writer
-            if writer is not None:
-                interval = parse_duration(self.settings.config.warehouse.sync_interval)
-                jobs.append(PeriodicJob("warehouse", interval.total_seconds(), writer.run_once))
-            jobs.append(PeriodicJob("rejected", REJECTED_PURGE_SECONDS, self.purge_rejected))
+            jobs = [PeriodicJob("rejected", REJECTED_PURGE_SECONDS, self.purge_rejected)]
             schedule = self.settings.config.models.schedule
             if schedule is not None and self.warehouse is not None:
                 every = parse_duration(schedule.every).total_seconds()
@@ -365,12 +359,12 @@ class Workspace:
         )
 
     def close(self) -> None:
-        """Stop the processor if it runs, then close the stores (the log flushes first).
+        """Stop the hosted loops if they run, then close the stores (the log flushes first).
         Closing twice is a no-op."""
         if self.closed:
             return
         self.closed = True
-        self.processor.stop()
+        self.loops.stop()
         if self.jobs is not None:
             self.jobs.stop()
         if self.leases is not None:

@@ -1,4 +1,5 @@
-"""Gauges read at scrape time from the running workspace (log lag, processor counters).
+"""Gauges read at scrape time from the running workspace (log lag per consumer group, the
+profile pipeline's counters).
 
 The collector reads the workspace through `MeasuredWorkspace`, the few parts it needs, so
 this module sits below `runtime` (which registers it) instead of importing it back.
@@ -14,8 +15,10 @@ from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from touchpoint.collect.rejected.base import RejectedStore
+    from touchpoint.consumers.consumer import LogConsumer
+    from touchpoint.consumers.host import LoopHost
     from touchpoint.log.base import EventLog
-    from touchpoint.stream.processor import StreamProcessor
+    from touchpoint.stream.pipeline import ProfilePipeline
     from touchpoint.warehouse.store import Warehouse
     from touchpoint.warehouse.writer import WarehouseWriter
 
@@ -28,7 +31,13 @@ class MeasuredWorkspace(Protocol):
     def log(self) -> EventLog: ...
 
     @property
-    def processor(self) -> StreamProcessor: ...
+    def processor(self) -> LogConsumer: ...
+
+    @property
+    def pipeline(self) -> ProfilePipeline: ...
+
+    @property
+    def loops(self) -> LoopHost: ...
 
     @property
     def rejected(self) -> RejectedStore: ...
@@ -48,15 +57,30 @@ class WorkspaceCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         workspace = self._workspace
-        processor = workspace.processor
+        processor, pipeline = workspace.processor, workspace.pipeline
         lag = GaugeMetricFamily(
             "touchpoint_log_lag",
-            "Offsets the processor is behind, per partition.",
+            "Offsets the profile consumer is behind, per partition.",
             labels=["partition"],
         )
-        for partition, behind in sorted(workspace.log.lag(processor.group).items()):
+        for partition, behind in sorted(processor.lag().items()):
             lag.add_metric([str(partition)], behind)
         yield lag
+        group_lag = GaugeMetricFamily(
+            "touchpoint_consumer_lag",
+            "Offsets each consumer group of this process is behind the log's end, in total.",
+            labels=["group"],
+        )
+        failing = GaugeMetricFamily(
+            "touchpoint_consumer_failing",
+            "1 while a consumer of this process fails (its last step raised), else 0.",
+            labels=["group"],
+        )
+        for consumer in workspace.loops.consumers():
+            group_lag.add_metric([consumer.group], sum(consumer.lag().values()))
+            failing.add_metric([consumer.group], 1 if consumer.failing else 0)
+        yield group_lag
+        yield failing
         counters = CounterMetricFamily(
             "touchpoint_processor_events",
             "Events seen by this process's stream processor.",
@@ -66,22 +90,21 @@ class WorkspaceCollector(Collector):
             "processed",
             "duplicates",
             "skipped_no_identity",
-            "failed",
             "erased_dropped",
             "consent_suppressed",
-            "sink_failures",
         ):
-            counters.add_metric([outcome], getattr(processor, outcome))
+            counters.add_metric([outcome], getattr(pipeline, outcome))
+        counters.add_metric(["failed"], processor.failed)
         yield counters
         yield CounterMetricFamily(
             "touchpoint_profile_merges",
             "Profiles merged by identity resolution.",
-            value=processor.merges,
+            value=pipeline.merges,
         )
         yield CounterMetricFamily(
             "touchpoint_segment_changes",
             "Segment enters and exits recorded.",
-            value=processor.segment_changes,
+            value=pipeline.segment_changes,
         )
         rejected = GaugeMetricFamily(
             "touchpoint_rejected_stored", "Events held in the rejected store.", labels=["reason"]

@@ -2,7 +2,7 @@
 
 Decisions are recorded straight into the workspace's decision log (and, in one test, made
 through `/v1/decide`); outcomes arrive the real way, as track events through `/v1/batch`,
-joined by the stream processor's outcome sink.
+joined by the `outcomes` consumer's handler.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from tests.conftest import SECRET_KEY, TEST_START, WRITE_KEY, basic, bearer, dra
 from touchpoint.api.routers import decisions as decisions_router
 from touchpoint.core.clock import isoformat, new_id
 from touchpoint.decide.decision_log.base import DecisionRecord
-from touchpoint.decide.outcomes import OutcomeSink
+from touchpoint.decide.outcomes import OutcomeHandler
 from touchpoint.runtime import Workspace
 
 ADMIN = bearer(SECRET_KEY)
@@ -350,5 +350,6 @@ def test_outcomes_of_a_person_without_analytics_consent_are_not_joined(
     )
     body = client.get(f"/v1/decisions/{decision_id}", headers=ADMIN).json()
     assert body["outcomes"] == []
-    [sink] = [sink for sink in workspace.processor.sinks if isinstance(sink, OutcomeSink)]
-    assert sink.skipped_anonymized == 1
+    handler = workspace.loops.consumer("outcomes").handler
+    assert isinstance(handler, OutcomeHandler)
+    assert handler.skipped_anonymized == 1

@@ -1,5 +1,5 @@
 """Background jobs: the runner's timing and failure handling, and the workspace's schedule
-(warehouse copy always, model training when `models.schedule` is set)."""
+(the rejected store's retention always, model training when `models.schedule` is set)."""
 
 from __future__ import annotations
 
@@ -60,10 +60,10 @@ def test_the_workspace_schedules_training_only_when_configured(tmp_path: Path) -
     plain = open_workspace(tmp_path / "plain")
     scheduled = open_workspace(tmp_path / "scheduled", schedule={"every": "1h"})
     try:
-        assert [job.name for job in plain.start_jobs().jobs] == ["warehouse", "rejected"]
+        assert [job.name for job in plain.start_jobs().jobs] == ["rejected"]
         jobs = scheduled.start_jobs().jobs
-        assert [job.name for job in jobs] == ["warehouse", "rejected", "models"]
-        assert jobs[2].interval == 3600
+        assert [job.name for job in jobs] == ["rejected", "models"]
+        assert jobs[1].interval == 3600
     finally:
         plain.close()
         scheduled.close()
@@ -81,8 +81,16 @@ def test_scheduled_training_takes_turns_between_processes(tmp_path: Path) -> Non
         workspace.close()
 
 
-def test_a_serving_workspace_runs_the_warehouse_copy_and_the_rejected_store_s_retention(
+def test_a_serving_workspace_runs_the_consumers_and_the_rejected_store_s_retention(
     workspace: Workspace,
 ) -> None:
-    runner = workspace.start_jobs()
-    assert {"warehouse", "rejected"} <= {job.name for job in runner.jobs}
+    workspace.start_background()
+    try:
+        consumers = workspace.loops.consumers()
+        assert [consumer.group for consumer in consumers] == ["profiles", "outcomes", "warehouse"]
+        assert all(consumer.running and consumer.coordinator for consumer in consumers)
+        assert workspace.jobs is not None
+        assert [job.name for job in workspace.jobs.jobs] == ["rejected"]
+    finally:
+        workspace.loops.stop()
+    assert not workspace.loops.running

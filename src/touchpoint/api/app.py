@@ -108,7 +108,8 @@ def create_app(
     With no `workspace`, it opens one at startup. The app runs a workspace it owns (one it
     opened, or one handed over with `owns_workspace=True`, as `touchpoint serve` does after
     printing the keys): at startup it starts the workspace's background work when the
-    settings ask for it (the stream processor and the jobs: warehouse copy, training), and
+    settings ask for it (the log consumers: profiles, outcomes, the warehouse copy; and the
+    jobs: retention, training), and
     at shutdown it closes the workspace. Shutdown is the one path both Ctrl-C and SIGTERM
     take (uvicorn re-raises SIGTERM only after it), so every file is closed either way. A
     workspace handed over without ownership (tests) is left as it is.

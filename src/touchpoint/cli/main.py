@@ -73,7 +73,7 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
     processor: Annotated[
-        bool, typer.Option(help="Run the stream processor in the API process(es)")
+        bool, typer.Option(help="Run the log consumers (profiles, outcomes, warehouse) here")
     ] = True,
     workers: Annotated[
         int, typer.Option("--workers", min=1, max=64, help="API processes to run")
@@ -82,8 +82,8 @@ def serve(
     log_format: LogFormat = "json",
     log_level: Annotated[str, typer.Option()] = "info",
 ) -> None:
-    """Run the HTTP API (and, by default, the stream processor, sharing the log's partitions
-    with every other processor of the workspace)."""
+    """Run the HTTP API (and, by default, the log consumers: profiles, outcomes and the
+    warehouse copy, each sharing its group's partitions with the workspace's workers)."""
     import uvicorn
 
     from touchpoint.api.app import create_app
@@ -183,18 +183,20 @@ def worker(
     log_format: LogFormat = "json",
     log_level: Annotated[str, typer.Option()] = "info",
 ) -> None:
-    """Run the stream processor as its own process (stop with SIGTERM or Ctrl-C)."""
+    """Run the workspace's log consumers (profiles, outcomes, the warehouse copy) and
+    background jobs as their own process (stop with SIGTERM or Ctrl-C)."""
     configure_logging(log_level, log_format)
     settings = open_settings(config, data_dir)
     workspace = open_workspace(settings)
-    coordinator = workspace.share_partitions()
-    logger.info("worker %s joined group %s", coordinator.member, coordinator.group)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    workspace.start_jobs()
     try:
-        workspace.processor.run_forever(stop)
+        workspace.start_background()
+        for consumer in workspace.loops.consumers():
+            logger.info("worker %s joined group %s", consumer.consumer, consumer.group)
+        while not stop.wait(0.5):
+            pass
     finally:
         workspace.close()
 

@@ -51,7 +51,7 @@ def _warehouse(workspace: Workspace) -> Warehouse:
 def _sync(workspace: Workspace) -> int:
     """Copy what the processor has applied and the warehouse lacks; rows copied."""
     writer = workspace.warehouse_writer
-    return 0 if writer is None else writer.run_once(force=True).rows
+    return 0 if writer is None else writer.run_once().rows
 
 
 def sql(

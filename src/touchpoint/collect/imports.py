@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,8 +91,8 @@ class ImportingWorkspace(Protocol):
     def warehouse(self) -> ItemWriter | None: ...
 
 
-class ProfilePipeline(Protocol):
-    """The stream processor as `apply_imported` drives it: its consumer group, and one
+class ProfileConsumer(Protocol):
+    """The profile consumer as `apply_imported` drives it: its consumer group, and one
     round of polling and applying."""
 
     @property
@@ -113,10 +113,13 @@ class ApplyingWorkspace(Protocol):
     def log(self) -> EventLog: ...
 
     @property
-    def processor(self) -> ProfilePipeline: ...
+    def processor(self) -> ProfileConsumer: ...
 
-    def share_partitions(self) -> PartitionCoordinator:
-        """Make this process's processor one worker of its group (see runtime.Workspace)."""
+    def share_partitions(
+        self, *, member: str | None = None, groups: Collection[str] | None = None
+    ) -> dict[str, PartitionCoordinator]:
+        """Make this process's consumers of `groups` workers of their groups (see
+        runtime.Workspace); the coordinators by group."""
         ...
 
 
@@ -348,7 +351,7 @@ def apply_imported(
 ) -> ApplyResult:
     """Apply what was appended to the log after `since` (see `log_positions`) to profiles.
 
-    This process joins the workspace's processors (`share_partitions`), so a running
+    This process joins the `profiles` group (`share_partitions`), so a running
     `touchpoint serve` or worker takes part; it returns when every partition that grew is
     committed past its end at the start of the call, or when nothing moved for
     `stall_seconds` (default two lease TTLs: a dead member's leases have expired by then).
@@ -370,7 +373,7 @@ def apply_imported(
 
     total = left = remaining()
     applied = 0
-    coordinator = workspace.share_partitions()
+    coordinator = workspace.share_partitions(groups=[processor.group])[processor.group]
     try:
         last_move = time.monotonic()
         while left > 0:

@@ -1,10 +1,13 @@
-"""The outcome sink: joins outcome events to the decisions they name.
+"""The outcome joiner: joins outcome events to the decisions they name.
 
 An outcome is an ordinary `track` event whose `properties.decision_id` names a
 decision: `Decision Viewed` (a view), `Decision Clicked` (a click), or an event a
 placement of that decision declares in its `conversion_events` (a conversion). The
-stream processor hands every applied batch to this sink; most events are not
-outcomes, so the check for `properties.decision_id` comes before anything else.
+joiner is the handler of its own consumer group (`outcomes`, see consumers/), following
+`profiles`: it reads the log as the profile pipeline's gates left it (erased people's
+events gone, events without analytics consent anonymized), and a decision log that
+cannot take writes holds back only this group, never profile freshness. Most events are
+not outcomes, so the check for `decision_id` comes before anything else.
 
 Writes are keyed by the event's message id, so a batch delivered again after a
 crash stores nothing new.
@@ -17,6 +20,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from touchpoint.core.clock import isoformat
 from touchpoint.decide.decision_log.base import (
     CLICK_EVENT,
@@ -27,7 +32,9 @@ from touchpoint.decide.decision_log.base import (
     OutcomeKind,
 )
 from touchpoint.definitions.store.base import DefinitionStore
-from touchpoint.profiles.sinks import AppliedEvent
+from touchpoint.log.base import LogEntry
+from touchpoint.profiles.identity import IdentityResolver
+from touchpoint.profiles.store.base import ProfileStore
 
 logger = logging.getLogger(__name__)
 
@@ -40,13 +47,13 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-def _event_time(applied: AppliedEvent) -> str:
+def _event_time(entry: LogEntry, event: Mapping[str, Any]) -> str:
     """The event's own time; its arrival time, or the log's, when it has none."""
     for key in ("timestamp", "receivedAt"):
-        value = applied.event.get(key)
+        value = event.get(key)
         if isinstance(value, str) and value:
             return value
-    return isoformat(datetime.fromtimestamp(applied.entry.appended_at, UTC))
+    return isoformat(datetime.fromtimestamp(entry.appended_at, UTC))
 
 
 def _which_placement(
@@ -67,8 +74,8 @@ def _which_placement(
     return records[0] if len(records) == 1 else None
 
 
-class OutcomeSink:
-    """Records outcome events in the decision log (an `EventSink` of the stream processor).
+class OutcomeHandler:
+    """Records outcome events in the decision log: the `outcomes` group's handler.
 
     Promises: idempotent (the same batch twice stores nothing new); one `record_outcomes`
     call per batch that has outcomes; each distinct decision id looked up once per batch,
@@ -77,7 +84,8 @@ class OutcomeSink:
     Events naming an unknown (never made, or erased) decision are ignored and counted in
     `unknown_decisions`. Anonymized events (the person has not consented to analytics) are
     ignored and counted in `skipped_anonymized`: joining one to its decision would tie it
-    to the person again.
+    to the person again. An outcome's `profile_id` is the profile its identities belong to
+    when it is joined (None when they belong to none).
 
     Conversions: an event is one when a placement of its decision declares the event's
     name in `conversion_events` (in the current definitions, reloaded when their version
@@ -87,10 +95,24 @@ class OutcomeSink:
     """
 
     name = "outcomes"
+    follows: str | None = "profiles"
 
-    def __init__(self, decisions: DecisionLog, definitions: DefinitionStore) -> None:
+    def __init__(
+        self,
+        decisions: DecisionLog,
+        definitions: DefinitionStore,
+        profiles: ProfileStore,
+        resolver: IdentityResolver,
+        *,
+        group: str = "outcomes",
+        follows: str | None = "profiles",
+    ) -> None:
         self.decisions = decisions
         self.definitions = definitions
+        self.profiles = profiles
+        self.resolver = resolver
+        self.group = group
+        self.follows = follows
         self.recorded = 0
         self.unknown_decisions = 0
         self.skipped_anonymized = 0
@@ -112,31 +134,43 @@ class OutcomeSink:
             self._conversion_names = frozenset().union(*self._conversions.values())
             self._version = version
 
-    def write(self, events: Sequence[AppliedEvent]) -> None:
+    def _profile_of(self, event: Mapping[str, Any]) -> str | None:
+        """The profile the event's identities belong to now (None: no profile)."""
+        for identity in self.resolver.extract(event):
+            profile_id = self.profiles.find(identity)
+            if profile_id is not None:
+                return profile_id
+        return None
+
+    def handle(self, entries: Sequence[LogEntry]) -> None:
         """Join the batch's outcome events to their decisions and record them in one call."""
-        candidates: list[tuple[AppliedEvent, str, str, dict[str, Any]]] = []
-        for applied in events:
-            properties = applied.event.get("properties")
+        candidates: list[tuple[LogEntry, dict[str, Any], str, str, dict[str, Any]]] = []
+        for entry in entries:
+            if b"decision_id" not in entry.payload:
+                continue  # not an outcome: no need to decode it
+            event = orjson.loads(entry.payload)
+            if not isinstance(event, dict):
+                continue
+            properties = event.get("properties")
             if not isinstance(properties, dict):
                 continue
             decision_id = properties.get("decision_id")
             if not isinstance(decision_id, str) or not decision_id:
                 continue
-            event = applied.event
             name = event.get("event")
             if event.get("type") != "track" or not isinstance(name, str):
                 continue
             if event.get("anonymized") is True:
                 self.skipped_anonymized += 1
                 continue
-            candidates.append((applied, decision_id, name, properties))
+            candidates.append((entry, event, decision_id, name, properties))
         if not candidates:
             return
         self._refresh()
         conversions, conversion_names = self._conversions, self._conversion_names
         known: dict[str, list[DecisionRecord]] = {}
         outcomes: list[Outcome] = []
-        for applied, decision_id, name, properties in candidates:
+        for entry, event, decision_id, name, properties in candidates:
             kind = _KINDS.get(name)
             if kind is None and name not in conversion_names:
                 continue  # an ordinary event that happens to carry a decision id
@@ -161,14 +195,14 @@ class OutcomeSink:
                     value = _number(properties.get("revenue"))
             outcomes.append(
                 Outcome(
-                    message_id=applied.entry.message_id,
+                    message_id=entry.message_id,
                     decision_id=decision_id,
                     placement=record.placement if record is not None else None,
                     content_id=record.content_id if record is not None else None,
                     kind=kind,
                     event=name,
-                    profile_id=applied.profile_id,
-                    at=_event_time(applied),
+                    profile_id=self._profile_of(event),
+                    at=_event_time(entry, event),
                     value=value,
                 )
             )

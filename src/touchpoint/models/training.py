@@ -154,7 +154,7 @@ class Trainer:
         moment = as_of or self._clock()
         tell("warehouse", "copying applied events")
         if self.writer is not None:
-            self.writer.run_once(force=True)
+            self.writer.run_once()
         tell("warehouse", "materializing feature tables")
         import pyarrow as pa
 

@@ -1,4 +1,4 @@
-"""The stream processor's working set: a log entry decoded once per batch, the counts a
+"""The profile pipeline's working set: a log entry decoded once per batch, the counts a
 batch adds up, and one transaction's batch (loaded profiles, what must be recomputed,
 saved and done after the commit)."""
 
@@ -9,7 +9,6 @@ from typing import Any
 
 from touchpoint.log.base import LogEntry, LogRewrite
 from touchpoint.profiles.model import Identity, Profile
-from touchpoint.profiles.sinks import AppliedEvent
 from touchpoint.profiles.store.base import ProfileWriter
 
 
@@ -48,8 +47,7 @@ class Batch:
     # merge moves an identity to another profile, so a merge empties it.
     resolved: dict[tuple[Identity, ...], str] = field(default_factory=dict)
     tombstoned: set[str] = field(default_factory=set)
-    # What happens after the transaction commits: log clean-up, then the sinks.
-    applied: list[AppliedEvent] = field(default_factory=list)
+    # What happens to the log after the transaction commits.
     erase_messages: list[str] = field(default_factory=list)
     rewrites: list[LogRewrite] = field(default_factory=list)
 

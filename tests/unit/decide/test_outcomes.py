@@ -1,8 +1,9 @@
-"""The outcome sink: which events are outcomes, which placement they are about, idempotence.
+"""The outcome joiner: which events are outcomes, which placement they are about, idempotence.
 
 Real stores throughout: events go through a real SQLite event log and come back as log
-entries (as the stream processor hands them over), decisions and outcomes live in a real
-SQLite decision log, conversion events come from a real definition store.
+entries (as the `outcomes` consumer hands them over), decisions and outcomes live in a
+real SQLite decision log, conversion events come from a real definition store, profiles
+from a real SQLite profile store.
 """
 
 from __future__ import annotations
@@ -17,14 +18,17 @@ from typing import Any
 import orjson
 import pytest
 
+from touchpoint.config.workspace import parse_config
 from touchpoint.decide.decision_log.base import DecisionLog, DecisionRecord, Outcome
 from touchpoint.decide.decision_log.sqlite import SqliteDecisionLog
-from touchpoint.decide.outcomes import OutcomeSink
+from touchpoint.decide.outcomes import OutcomeHandler
 from touchpoint.definitions.model import parse_definitions
 from touchpoint.definitions.store.sqlite import SqliteDefinitionStore
-from touchpoint.log.base import LogRecord
+from touchpoint.log.base import LogEntry, LogRecord
 from touchpoint.log.sqlite import SqliteEventLog
-from touchpoint.profiles.sinks import AppliedEvent
+from touchpoint.profiles.identity import IdentityResolver
+from touchpoint.profiles.model import Identity, Profile
+from touchpoint.profiles.store.sqlite import SqliteProfileStore
 
 T1 = "2026-02-01T10:00:00.000Z"
 T2 = "2026-02-01T10:05:00.000Z"
@@ -65,12 +69,20 @@ class Setup:
     log: SqliteEventLog
     decisions: CountingDecisionLog
     definitions: SqliteDefinitionStore
-    sink: OutcomeSink
+    profiles: SqliteProfileStore
+    sink: OutcomeHandler
 
-    def applied(
-        self, *bodies: dict[str, Any], profile_id: str | None = "p1", anonymized: bool = False
-    ) -> list[AppliedEvent]:
-        """The events appended to the log and read back, as the processor hands them over."""
+    def person(self, profile_id: str, anonymous_id: str) -> None:
+        """A profile holding `anonymous_id` (what the profile pipeline would have made)."""
+        with self.profiles.transaction() as writer:
+            writer.create(Profile(profile_id=profile_id, created_at=T1))
+            writer.link(profile_id, Identity("anonymous_id", anonymous_id), message_id="m", at=T1)
+
+    def applied(self, *bodies: dict[str, Any], anonymized: bool = False) -> list[LogEntry]:
+        """The events appended to the log and read back, as the consumer hands them over
+        (anonymized as the profile pipeline rewrites an event without consent)."""
+        if anonymized:
+            bodies = tuple({**body, "anonymized": True} for body in bodies)
         records = [
             LogRecord(key="person", message_id=body["messageId"], payload=orjson.dumps(body))
             for body in bodies
@@ -85,13 +97,7 @@ class Setup:
         ]
         order = {body["messageId"]: index for index, body in enumerate(bodies)}
         entries.sort(key=lambda entry: order[entry.message_id])
-        result = []
-        for entry in entries:
-            event = orjson.loads(entry.payload)
-            if anonymized:
-                event = {**event, "anonymized": True}
-            result.append(AppliedEvent(entry=entry, event=event, profile_id=profile_id))
-        return result
+        return entries
 
     def decide(self, decision_id: str, *shown: tuple[str, str | None]) -> None:
         self.decisions.record(
@@ -113,16 +119,30 @@ class Setup:
         )
 
 
-@pytest.fixture
-def setup(tmp_path: Path) -> Iterator[Setup]:
-    log = SqliteEventLog(tmp_path / "log.sqlite3", partitions=2, dedup_window=timedelta(hours=1))
+def make_setup(tmp_path: Path, definitions_data: dict[str, Any] | None, partitions: int) -> Setup:
+    log = SqliteEventLog(
+        tmp_path / "log.sqlite3", partitions=partitions, dedup_window=timedelta(hours=1)
+    )
     decisions = CountingDecisionLog(tmp_path / "decisions.sqlite3")
     definitions = SqliteDefinitionStore(tmp_path / "definitions.sqlite3")
-    definitions.apply(parse_definitions(DEFINITIONS), actor="test")
-    yield Setup(log, decisions, definitions, OutcomeSink(decisions, definitions))
-    log.close()
-    decisions.close()
-    definitions.close()
+    if definitions_data is not None:
+        definitions.apply(parse_definitions(definitions_data), actor="test")
+    profiles = SqliteProfileStore(tmp_path / "profiles.sqlite3")
+    resolver = IdentityResolver(parse_config({}).identity)
+    handler = OutcomeHandler(decisions, definitions, profiles, resolver)
+    return Setup(log, decisions, definitions, profiles, handler)
+
+
+def close(setup: Setup) -> None:
+    for store in (setup.log, setup.decisions, setup.definitions, setup.profiles):
+        store.close()
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Iterator[Setup]:
+    opened = make_setup(tmp_path, DEFINITIONS, partitions=2)
+    yield opened
+    close(opened)
 
 
 _ids = itertools.count()
@@ -151,7 +171,7 @@ def stored(decisions: DecisionLog, decision_id: str) -> list[tuple[Any, ...]]:
 
 def test_views_and_clicks_are_joined_to_the_placement_they_name(setup: Setup) -> None:
     setup.decide("d1", ("home_hero", "hero_sale"), ("product_recs", "recs_default"))
-    setup.sink.write(
+    setup.sink.handle(
         setup.applied(
             track("Decision Viewed", {"decision_id": "d1", "placement": "home_hero"}),
             track("Decision Clicked", {"decision_id": "d1", "content_id": "recs_default"}),
@@ -172,17 +192,21 @@ def test_views_and_clicks_are_joined_to_the_placement_they_name(setup: Setup) ->
 
 def test_a_single_placement_decision_takes_outcomes_that_name_no_placement(setup: Setup) -> None:
     setup.decide("d1", ("home_hero", "hero_sale"))
-    batch = setup.applied(track("Decision Clicked", {"decision_id": "d1"}), profile_id="p7")
-    setup.sink.write(batch)
+    setup.person("p7", "a7")
+    batch = setup.applied(track("Decision Clicked", {"decision_id": "d1"}, anonymousId="a7"))
+    setup.sink.handle(batch)
     [got] = setup.decisions.outcomes("d1")
     assert (got.kind, got.placement, got.content_id) == ("click", "home_hero", "hero_sale")
-    assert got.message_id == batch[0].entry.message_id
+    assert got.message_id == batch[0].message_id
     assert (got.profile_id, got.at, got.value) == ("p7", T2, None)
+    setup.sink.handle(setup.applied(track("Decision Viewed", {"decision_id": "d1"})))
+    found = {item.kind: item.profile_id for item in setup.decisions.outcomes("d1")}
+    assert found == {"click": "p7", "view": None}  # a1 belongs to no profile
 
 
 def test_conversions_are_the_events_a_placement_of_the_decision_declares(setup: Setup) -> None:
     setup.decide("d1", ("home_hero", "hero_sale"), ("product_recs", "recs_default"))
-    setup.sink.write(
+    setup.sink.handle(
         setup.applied(
             # Declared by home_hero only: that placement's, even without naming it.
             track("Order Completed", {"decision_id": "d1", "revenue": 80}),
@@ -206,31 +230,26 @@ def test_conversions_are_the_events_a_placement_of_the_decision_declares(setup: 
 def test_a_conversion_declared_by_several_placements_without_a_hint_is_decision_level(
     tmp_path: Path,
 ) -> None:
-    log = SqliteEventLog(tmp_path / "log.sqlite3", partitions=1, dedup_window=timedelta(hours=1))
-    decisions = CountingDecisionLog(tmp_path / "decisions.sqlite3")
-    definitions = SqliteDefinitionStore(tmp_path / "definitions.sqlite3")
     both = {**DEFINITIONS, "placements": [dict(p) for p in DEFINITIONS["placements"]]}
     both["placements"][1]["conversion_events"] = ["Order Completed"]
-    definitions.apply(parse_definitions(both), actor="test")
-    setup = Setup(log, decisions, definitions, OutcomeSink(decisions, definitions))
+    setup = make_setup(tmp_path, both, partitions=1)
     try:
         setup.decide("d1", ("home_hero", "hero_sale"), ("product_recs", "recs_default"))
-        setup.sink.write(setup.applied(track("Order Completed", {"decision_id": "d1"})))
-        assert stored(decisions, "d1") == [("conversion", "Order Completed", None, None, None)]
+        setup.sink.handle(setup.applied(track("Order Completed", {"decision_id": "d1"})))
+        stored_now = stored(setup.decisions, "d1")
+        assert stored_now == [("conversion", "Order Completed", None, None, None)]
     finally:
-        log.close()
-        decisions.close()
-        definitions.close()
+        close(setup)
 
 
 def test_new_definitions_are_picked_up_when_their_version_moves(setup: Setup) -> None:
     setup.decide("d1", ("email_banner", "banner"))
-    setup.sink.write(setup.applied(track("Newsletter Opened", {"decision_id": "d1"})))
+    setup.sink.handle(setup.applied(track("Newsletter Opened", {"decision_id": "d1"})))
     assert setup.decisions.outcomes("d1") == []
     changed = {**DEFINITIONS, "placements": [dict(p) for p in DEFINITIONS["placements"]]}
     changed["placements"][2]["conversion_events"] = ["Newsletter Opened"]
     setup.definitions.apply(parse_definitions(changed), actor="test")
-    setup.sink.write(setup.applied(track("Newsletter Opened", {"decision_id": "d1"})))
+    setup.sink.handle(setup.applied(track("Newsletter Opened", {"decision_id": "d1"})))
     assert stored(setup.decisions, "d1") == [
         ("conversion", "Newsletter Opened", "email_banner", "banner", None)
     ]
@@ -257,14 +276,14 @@ def test_new_definitions_are_picked_up_when_their_version_moves(setup: Setup) ->
 )
 def test_events_that_are_not_outcomes_are_ignored(setup: Setup, body: dict[str, Any]) -> None:
     setup.decide("d1", ("home_hero", "hero_sale"))
-    setup.sink.write(setup.applied(body))
+    setup.sink.handle(setup.applied(body))
     assert setup.decisions.outcomes("d1") == []
     assert setup.decisions.outcome_calls == 0 and setup.decisions.gets == []
 
 
 def test_unknown_decisions_are_ignored_and_counted(setup: Setup) -> None:
     setup.decide("d1", ("home_hero", "hero_sale"))
-    setup.sink.write(
+    setup.sink.handle(
         setup.applied(
             track("Decision Viewed", {"decision_id": "never-made"}),
             track("Decision Clicked", {"decision_id": "never-made"}),
@@ -274,17 +293,15 @@ def test_unknown_decisions_are_ignored_and_counted(setup: Setup) -> None:
     assert setup.sink.unknown_decisions == 2
     assert [item.kind for item in setup.decisions.outcomes("d1")] == ["view"]
     setup.decisions.erase(profile_ids=["p1"], subjects=[])
-    setup.sink.write(setup.applied(track("Decision Clicked", {"decision_id": "d1"})))
+    setup.sink.handle(setup.applied(track("Decision Clicked", {"decision_id": "d1"})))
     assert setup.sink.unknown_decisions == 3  # an erased decision is unknown too
     assert setup.decisions.outcomes("d1") == []
 
 
 def test_anonymized_events_are_not_joined_to_a_person_s_decision(setup: Setup) -> None:
     setup.decide("d1", ("home_hero", "hero_sale"))
-    setup.sink.write(
-        setup.applied(
-            track("Decision Viewed", {"decision_id": "d1"}), profile_id=None, anonymized=True
-        )
+    setup.sink.handle(
+        setup.applied(track("Decision Viewed", {"decision_id": "d1"}), anonymized=True)
     )
     assert setup.decisions.outcomes("d1") == []
     assert setup.sink.skipped_anonymized == 1
@@ -300,11 +317,11 @@ def test_a_batch_is_one_write_with_one_lookup_per_decision_and_idempotent(setup:
         track("Decision Clicked", {"decision_id": "d1"}),
         track("Order Completed", {"decision_id": "d1", "revenue": 10}),
     )
-    setup.sink.write(batch)
+    setup.sink.handle(batch)
     assert sorted(setup.decisions.gets) == ["d1", "d2"]
     assert setup.decisions.outcome_calls == 1
     assert setup.sink.recorded == 4
-    setup.sink.write(batch)  # the processor re-delivers a batch after a crash
+    setup.sink.handle(batch)  # the consumer hands a batch over again after a crash
     assert setup.sink.recorded == 4
     assert len(setup.decisions.outcomes("d1")) == 3 and len(setup.decisions.outcomes("d2")) == 1
 
@@ -316,27 +333,22 @@ def test_the_outcome_time_falls_back_to_arrival_then_to_the_log(setup: Setup) ->
     no_times = track("Decision Clicked", {"decision_id": "d1"})
     del no_times["timestamp"], no_times["receivedAt"]
     batch = setup.applied(no_timestamp, no_times)
-    setup.sink.write(batch)
+    setup.sink.handle(batch)
     times = {item.kind: item.at for item in setup.decisions.outcomes("d1")}
     assert times["view"] == T2
     assert times["click"].endswith("Z") and times["click"] > "2020"
 
 
 def test_without_definitions_views_and_clicks_still_join(tmp_path: Path) -> None:
-    log = SqliteEventLog(tmp_path / "log.sqlite3", partitions=1, dedup_window=timedelta(hours=1))
-    decisions = CountingDecisionLog(tmp_path / "decisions.sqlite3")
-    definitions = SqliteDefinitionStore(tmp_path / "definitions.sqlite3")
-    setup = Setup(log, decisions, definitions, OutcomeSink(decisions, definitions))
+    setup = make_setup(tmp_path, None, partitions=1)
     try:
         setup.decide("d1", ("home_hero", "hero_sale"))
-        setup.sink.write(
+        setup.sink.handle(
             setup.applied(
                 track("Decision Viewed", {"decision_id": "d1"}),
                 track("Order Completed", {"decision_id": "d1"}),
             )
         )
-        assert [item.kind for item in decisions.outcomes("d1")] == ["view"]
+        assert [item.kind for item in setup.decisions.outcomes("d1")] == ["view"]
     finally:
-        log.close()
-        decisions.close()
-        definitions.close()
+        close(setup)

@@ -47,8 +47,8 @@ def test_scores_are_set_and_usable_in_conditions(workspace: Workspace) -> None:
     ada = workspace.profiles.get(ids["ada"])
     assert ada is not None and ada.scores == {"propensity_30d": 0.81}
     condition = compile_condition("score.propensity_30d > 0.6")
-    document = profile_document(ada, workspace.features, workspace.processor._clock())
-    assert condition(document, workspace.processor._clock())
+    document = profile_document(ada, workspace.features, workspace.clock.now())
+    assert condition(document, workspace.clock.now())
     again = outputs.write_scores({ids["ada"]: {"propensity_30d": 0.81}, "gone": {"x": 1.0}})
     assert (again.profiles, again.missing) == (0, 1)
 
@@ -88,7 +88,7 @@ def test_recommendations_are_stored_with_their_version(workspace: Workspace) -> 
     assert ada is not None
     assert ada.recommendations["version"] == 3
     assert [item["item_id"] for item in ada.recommendations["items"]] == ["shoe", "hat"]
-    document = profile_document(ada, workspace.features, workspace.processor._clock())
+    document = profile_document(ada, workspace.features, workspace.clock.now())
     assert document["recommendations"] == ["shoe", "hat"]
 
 

@@ -26,6 +26,7 @@ import pytest
 
 from tests import servers
 from touchpoint.config.workspace import parse_config
+from touchpoint.consumers.consumer import LogConsumer
 from touchpoint.core.errors import BadRequest, InvalidInput, Unavailable
 from touchpoint.core.postgres import Postgres
 from touchpoint.log.base import LogRecord
@@ -35,7 +36,7 @@ from touchpoint.profiles.model import Identity, Profile
 from touchpoint.profiles.store.base import ProfileStore, TimelineEvent
 from touchpoint.profiles.store.postgres import MIGRATIONS, PostgresProfileStore
 from touchpoint.profiles.store.sqlite import SqliteProfileStore
-from touchpoint.stream.processor import StreamProcessor
+from touchpoint.stream.pipeline import ProfilePipeline
 
 T0 = "2024-01-01T00:00:00.000Z"
 T1 = "2024-01-02T00:00:00.000Z"
@@ -584,7 +585,7 @@ def test_two_workers_on_one_persons_partitions_build_what_one_worker_builds(
     ]
     log.append(records)
 
-    def drain(processor: StreamProcessor) -> None:
+    def drain(processor: LogConsumer) -> None:
         while True:
             try:
                 if processor.run_once(max_records=3) == 0:
@@ -592,9 +593,11 @@ def test_two_workers_on_one_persons_partitions_build_what_one_worker_builds(
             except Unavailable:  # a race or a deadlock: the batch comes back
                 continue
 
+    owned = ([0, 1], [2, 3])
+    pipelines = [ProfilePipeline(config, log, store, clock=lambda: NOW) for _ in owned]
     workers = [
-        StreamProcessor(config, log, store, partitions=owned, clock=lambda: NOW)
-        for owned in ([0, 1], [2, 3])
+        LogConsumer(log, pipeline, partitions=partitions)
+        for pipeline, partitions in zip(pipelines, owned, strict=True)
     ]
     running = [Background(functools.partial(drain, worker)) for worker in workers]
     for thread in running:
@@ -602,12 +605,14 @@ def test_two_workers_on_one_persons_partitions_build_what_one_worker_builds(
 
     embedded = SqliteProfileStore(tmp_path / "profiles.sqlite3")
     try:
-        single = StreamProcessor(config, log, embedded, group="single", clock=lambda: NOW)
+        single = LogConsumer(
+            log, ProfilePipeline(config, log, embedded, group="single", clock=lambda: NOW)
+        )
         while single.run_once():
             pass
         assert store.count() == embedded.count() == count
         assert people(store, count) == people(embedded, count)
-        assert sum(worker.processed for worker in workers) == len(records)
+        assert sum(pipeline.processed for pipeline in pipelines) == len(records)
         assert sum(worker.failed for worker in workers) == 0
     finally:
         embedded.close()

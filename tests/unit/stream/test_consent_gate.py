@@ -1,8 +1,10 @@
-"""The stream processor's consent gate and sinks.
+"""The profile pipeline's consent gate, and what the groups following `profiles` see.
 
 Without `analytics` consent an event must not grow a profile: it stays in the log only
 anonymized (or is dropped, per config); a consent change itself is kept, reduced to the
-choice. Sinks see every applied batch after the profile transaction commits.
+choice. A handler following `profiles` (the outcome joiner, the warehouse copy) reads the
+log only once the pipeline committed it, so it sees what the gates left, and its own
+failures never hold the profiles back.
 """
 
 from __future__ import annotations
@@ -17,14 +19,14 @@ import orjson
 import pytest
 
 from touchpoint.config.workspace import parse_config
+from touchpoint.consumers.consumer import LogConsumer
 from touchpoint.core.clock import isoformat
 from touchpoint.core.errors import Unavailable
-from touchpoint.log.base import LogRecord
+from touchpoint.log.base import LogEntry, LogRecord
 from touchpoint.log.sqlite import SqliteEventLog
 from touchpoint.profiles.model import Identity
-from touchpoint.profiles.sinks import AppliedEvent
 from touchpoint.profiles.store.sqlite import SqliteProfileStore
-from touchpoint.stream.processor import StreamProcessor
+from touchpoint.stream.pipeline import ProfilePipeline
 
 NOW = datetime(2024, 3, 10, 12, 0, tzinfo=UTC)
 FEATURES: list[dict[str, Any]] = [{"name": "views", "type": "count", "event": "Product Viewed"}]
@@ -57,17 +59,21 @@ def consent(anonymous_id: str, **choices: bool) -> dict[str, Any]:
     )
 
 
-class RecordingSink:
+class RecordingHandler:
+    """A handler of its own group following `profiles`: records the events it is handed."""
+
     name = "recording"
+    group = "recording"
+    follows = "profiles"
 
     def __init__(self) -> None:
-        self.batches: list[list[AppliedEvent]] = []
+        self.batches: list[list[dict[str, Any]]] = []
         self.fail_with: Exception | None = None
 
-    def write(self, events: Sequence[AppliedEvent]) -> None:
+    def handle(self, entries: Sequence[LogEntry]) -> None:
         if self.fail_with is not None:
             raise self.fail_with
-        self.batches.append(list(events))
+        self.batches.append([orjson.loads(entry.payload) for entry in entries])
 
 
 class Rig:
@@ -79,10 +85,12 @@ class Rig:
             tmp_path / "log.sqlite3", partitions=2, dedup_window=timedelta(hours=1)
         )
         self.store = SqliteProfileStore(tmp_path / "profiles.sqlite3")
-        self.sink = RecordingSink()
-        self.processor = StreamProcessor(
-            parse_config(config), self.log, self.store, clock=lambda: NOW, sinks=[self.sink]
+        self.pipeline = ProfilePipeline(
+            parse_config(config), self.log, self.store, clock=lambda: NOW
         )
+        self.processor = LogConsumer(self.log, self.pipeline)
+        self.follower = RecordingHandler()
+        self.following = LogConsumer(self.log, self.follower)
 
     def send(self, *events: dict[str, Any]) -> None:
         self.log.append(
@@ -92,6 +100,8 @@ class Rig:
             ]
         )
         while self.processor.run_once():
+            pass
+        while self.following.run_once():
             pass
 
     def profile_id(self, anonymous_id: str) -> str | None:
@@ -134,7 +144,7 @@ def test_without_analytics_consent_events_stay_only_anonymized(rig: Rig) -> None
     assert key == "" and "anonymousId" not in event and "userId" not in event
     assert event["context"] == {"page": {"path": "/shoes"}}
     assert event["properties"] == {"id": "p2"}
-    assert rig.processor.consent_suppressed == 1
+    assert rig.pipeline.consent_suppressed == 1
 
 
 def test_consent_given_again_lets_events_through(rig: Rig) -> None:
@@ -150,8 +160,8 @@ def test_drop_mode_deletes_the_events(tmp_path: Path) -> None:
     try:
         rig.send(consent("a", analytics=False), view("a"))
         assert [event.get("event") for _, event in rig.stored()] == [None]  # the record only
-        seen = [applied.event.get("event") for batch in rig.sink.batches for applied in batch]
-        assert "Product Viewed" not in seen and rig.processor.consent_suppressed == 1
+        seen = [event.get("event") for batch in rig.follower.batches for event in batch]
+        assert "Product Viewed" not in seen and rig.pipeline.consent_suppressed == 1
     finally:
         rig.close()
 
@@ -164,32 +174,55 @@ def test_opt_in_default_creates_no_profile_until_consent(tmp_path: Path) -> None
         rig.send(consent("a", analytics=True), view("a"))
         profile = rig.store.get(rig.profile_id("a") or "")
         assert profile is not None and profile.features == {"views": 1}
-        assert rig.processor.consent_suppressed == 2
+        assert rig.pipeline.consent_suppressed == 2
     finally:
         rig.close()
 
 
-def test_sinks_see_each_batch_with_profiles_and_anonymized_events(rig: Rig) -> None:
+def test_a_follower_sees_each_event_as_the_gates_left_it(rig: Rig) -> None:
     rig.send(view("a"), consent("b", analytics=False), view("b"))
-    seen = [applied for batch in rig.sink.batches for applied in batch]
+    seen = [event for batch in rig.follower.batches for event in batch]
     assert len(seen) == 3
-    by_person = {applied.event.get("anonymousId"): applied for applied in seen}
-    assert by_person["a"].profile_id == rig.profile_id("a")
-    assert by_person[None].event["anonymized"] is True and by_person[None].profile_id is None
+    by_person = {event.get("anonymousId"): event for event in seen}
+    assert set(by_person) == {"a", "b", None}
+    assert by_person[None]["anonymized"] is True and by_person[None]["event"] == "Product Viewed"
 
 
-def test_a_sink_that_cannot_write_holds_the_log_position(rig: Rig) -> None:
-    rig.sink.fail_with = Unavailable("decision log locked")
-    rig.log.append([LogRecord("a", "x1", orjson.dumps(view("a")))])
-    with pytest.raises(Unavailable):
-        rig.processor.run_once()
-    assert rig.log.committed(rig.processor.group, rig.log.partition_for("a")) == 0
-    rig.sink.fail_with = None
+def test_a_follower_reads_nothing_the_profiles_have_not_committed(rig: Rig) -> None:
+    rig.log.append([LogRecord("a", "x0", orjson.dumps(view("a")))])
+    assert rig.following.run_once() == 0 and rig.following.idle()
     assert rig.processor.run_once() == 1
-    assert [applied.duplicate for applied in rig.sink.batches[-1]] == [True]
+    assert not rig.following.idle()
+    assert rig.following.run_once() == 1
 
 
-def test_a_sink_bug_is_logged_and_skipped(rig: Rig) -> None:
-    rig.sink.fail_with = RuntimeError("bug")
+def test_a_follower_that_cannot_write_holds_only_its_own_position(rig: Rig) -> None:
+    rig.follower.fail_with = Unavailable("decision log locked")
+    partition = rig.log.partition_for("a")
+    rig.log.append([LogRecord("a", "x1", orjson.dumps(view("a")))])
+    assert rig.processor.run_once() == 1  # the profiles go on
+    with pytest.raises(Unavailable):
+        rig.following.run_once()
+    assert rig.log.committed(rig.following.group, partition) == 0
+    assert rig.log.committed(rig.processor.group, partition) == 1
+    rig.follower.fail_with = None
+    assert rig.following.run_once() == 1
+    assert [event["messageId"] for event in rig.follower.batches[-1]] == [view_id(rig, "x1")]
+
+
+def view_id(rig: Rig, message_id: str) -> str:
+    """The message id the event carried (the log's message id is the record's)."""
+    [entry] = [
+        entry
+        for partition in range(rig.log.partitions)
+        for entry in rig.log.read(partition, 0, 100)
+        if entry.message_id == message_id
+    ]
+    return str(orjson.loads(entry.payload)["messageId"])
+
+
+def test_a_follower_bug_skips_the_entry_and_leaves_the_profiles_alone(rig: Rig) -> None:
+    rig.follower.fail_with = RuntimeError("bug")
     rig.send(view("a"))
-    assert rig.processor.sink_failures == 1 and rig.processor.processed == 1
+    assert rig.following.failed == 1 and rig.pipeline.processed == 1
+    assert rig.following.idle()

@@ -1,4 +1,5 @@
-"""The stream processor: log -> identities, traits, consent, features, segments."""
+"""The profile pipeline, run by its consumer: log -> identities, traits, consent, features,
+segments."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import orjson
 import pytest
 
 from touchpoint.config.workspace import TouchpointConfig, parse_config
+from touchpoint.consumers.consumer import LogConsumer
 from touchpoint.core.clock import isoformat
 from touchpoint.core.errors import Unavailable
 from touchpoint.log.base import LogRecord
@@ -22,7 +24,7 @@ from touchpoint.profiles.model import Identity, Profile
 from touchpoint.profiles.pii import IdentityHasher
 from touchpoint.profiles.store.base import ProfileStore, ProfileWriter
 from touchpoint.profiles.store.sqlite import SqliteProfileStore
-from touchpoint.stream.processor import StreamProcessor
+from touchpoint.stream.pipeline import ProfilePipeline
 
 NOW = datetime(2024, 3, 10, 12, 0, tzinfo=UTC)
 HASHER = IdentityHasher("test-hash-secret-0123456789")
@@ -85,7 +87,8 @@ def event(
 
 
 class Harness:
-    """A log, a store and a processor on temporary files, with a fixed clock."""
+    """A log, a store and the profile pipeline's consumer on temporary files, with a fixed
+    clock."""
 
     def __init__(self, tmp_path: Path, config: dict[str, Any] | None = None) -> None:
         self.config: TouchpointConfig = parse_config(config if config is not None else CONFIG)
@@ -93,10 +96,13 @@ class Harness:
             tmp_path / "log.sqlite3", partitions=2, dedup_window=timedelta(hours=1)
         )
         self.store = SqliteProfileStore(tmp_path / "profiles.sqlite3")
-        self.processor = self.make_processor(self.store)
+        self.pipeline = ProfilePipeline(self.config, self.log, self.store, clock=lambda: NOW)
+        self.processor = LogConsumer(self.log, self.pipeline)
 
-    def make_processor(self, store: ProfileStore) -> StreamProcessor:
-        return StreamProcessor(self.config, self.log, store, clock=lambda: NOW)
+    def make_processor(self, store: ProfileStore) -> LogConsumer:
+        return LogConsumer(
+            self.log, ProfilePipeline(self.config, self.log, store, clock=lambda: NOW)
+        )
 
     def send(self, *events: dict[str, Any], key: str = "person") -> None:
         self.log.append([LogRecord(key, item["messageId"], orjson.dumps(item)) for item in events])
@@ -204,10 +210,10 @@ def test_features_are_kept_per_profile(harness: Harness) -> None:
     )
     assert harness.drain() == 5
     profile = harness.profile("anonymous_id", "a1")
-    values = harness.processor.engine.values(profile.features, NOW)
+    values = harness.pipeline.engine.values(profile.features, NOW)
     assert values["views"] == 2 and values["views_7d"] == 1
     assert values["revenue"] == 42.5 and values["pages"] == 1
-    assert harness.processor.processed == 5
+    assert harness.pipeline.processed == 5
 
 
 def test_a_person_is_loaded_and_saved_once_per_batch(harness: Harness) -> None:
@@ -215,7 +221,7 @@ def test_a_person_is_loaded_and_saved_once_per_batch(harness: Harness) -> None:
     harness.drain()
     profile = harness.profile("anonymous_id", "a1")
     assert profile.version == 1
-    assert harness.processor.engine.values(profile.features, NOW)["pages"] == 50
+    assert harness.pipeline.engine.values(profile.features, NOW)["pages"] == 50
 
 
 def test_segments_enter_and_exit_with_entered_at(harness: Harness) -> None:
@@ -235,7 +241,7 @@ def test_segments_enter_and_exit_with_entered_at(harness: Harness) -> None:
     changes = [(c.segment, c.change) for _, c in harness.store.segment_changes()]
     assert sorted(changes[:3]) == [("buyers", "enter"), ("pro_buyers", "enter"), ("pros", "enter")]
     assert sorted(changes[3:]) == [("pro_buyers", "exit"), ("pros", "exit")]
-    assert harness.processor.segment_changes == 5
+    assert harness.pipeline.segment_changes == 5
 
 
 def test_segments_of_other_owners_are_left_alone(harness: Harness) -> None:
@@ -267,10 +273,10 @@ def test_merge_recomputes_the_survivor_from_the_whole_timeline(harness: Harness)
     harness.send(event("identify", at(0), user_id="u1", anonymous_id="a1"), key="u1")
     harness.drain()
     assert harness.store.count() == 1
-    assert harness.processor.merges == 1
+    assert harness.pipeline.merges == 1
     profile = harness.profile("anonymous_id", "a1")
     assert profile.identity_values("user_id") == ["u1"]
-    values = harness.processor.engine.values(profile.features, NOW)
+    values = harness.pipeline.engine.values(profile.features, NOW)
     assert values["views"] == 2 and values["revenue"] == 5
     assert profile.traits == {"plan": "pro", "x": 1}
     assert (profile.first_seen, profile.last_seen) == (at(7), at(0))
@@ -292,7 +298,7 @@ def test_merge_within_one_batch(harness: Harness) -> None:
     harness.drain()
     assert harness.store.count() == 1
     profile = harness.profile("user_id", "u1")
-    assert harness.processor.engine.values(profile.features, NOW)["views"] == 2
+    assert harness.pipeline.engine.values(profile.features, NOW)["views"] == 2
     assert profile.traits == {"plan": "pro"}
     assert profile.segments == {"pros": isoformat(NOW)}
 
@@ -316,7 +322,7 @@ def test_late_event_recomputes_order_sensitive_features(tmp_path: Path) -> None:
             harness.send(*arrival)
             harness.drain(max_records=batch)
             profile = harness.profile("anonymous_id", "a")
-            carts.append(harness.processor.engine.values(profile.features, NOW)["cart"])
+            carts.append(harness.pipeline.engine.values(profile.features, NOW)["cart"])
         finally:
             harness.close()
     assert carts[0] == carts[1]
@@ -345,20 +351,20 @@ def test_replay_from_start_and_from_the_middle_changes_nothing(harness: Harness)
     for item in events:
         harness.send(item, key=item["userId"] or item["anonymousId"])
     harness.drain(max_records=17)
-    assert harness.processor.processed == 120
-    assert harness.processor.merges > 0
+    assert harness.pipeline.processed == 120
+    assert harness.pipeline.merges > 0
     before = snapshot(harness.store)
     for partition in range(harness.log.partitions):
         harness.log.commit("profiles", partition, 0)
     assert harness.drain(max_records=23) == 120
     assert snapshot(harness.store) == before
-    assert harness.processor.duplicates == 120
+    assert harness.pipeline.duplicates == 120
     for partition in range(harness.log.partitions):
         end = harness.log.end_offset(partition)
         harness.log.commit("profiles", partition, end // 2)
     harness.drain()
     assert snapshot(harness.store) == before
-    assert harness.processor.processed == 120
+    assert harness.pipeline.processed == 120
 
 
 def test_a_poison_event_is_skipped_without_blocking(harness: Harness) -> None:
@@ -368,21 +374,19 @@ def test_a_poison_event_is_skipped_without_blocking(harness: Harness) -> None:
     harness.send(event("page", at(2), anonymous_id="a1"), event("page", at(1), anonymous_id="a2"))
     assert harness.drain() == 5
     assert harness.processor.failed == 2
-    assert harness.processor.processed == 3
+    assert harness.pipeline.processed == 3
     assert (
-        harness.processor.engine.values(harness.profile("anonymous_id", "a1").features, NOW)[
-            "pages"
-        ]
+        harness.pipeline.engine.values(harness.profile("anonymous_id", "a1").features, NOW)["pages"]
         == 2
     )
     assert harness.processor.idle()
-    assert harness.processor.last_applied_at > 0
+    assert harness.processor.last_handled_at > 0
 
 
 def test_events_without_identity_are_counted_and_skipped(harness: Harness) -> None:
     harness.send(event("page", at(1), anonymous_id="undefined"), event("page", at(1)))
     assert harness.drain() == 2
-    assert harness.processor.skipped_no_identity == 2
+    assert harness.pipeline.skipped_no_identity == 2
     assert harness.store.count() == 0
 
 
@@ -413,7 +417,7 @@ def test_background_thread_processes_appends(harness: Harness) -> None:
     harness.processor.stop()
     assert not harness.processor.running
     assert harness.store.count() == 20
-    assert harness.processor.processed == 20
+    assert harness.pipeline.processed == 20
 
 
 def test_owned_partitions_only(tmp_path: Path) -> None:
@@ -421,12 +425,12 @@ def test_owned_partitions_only(tmp_path: Path) -> None:
     try:
         harness.send(event("page", at(1), anonymous_id="a1"), key="k0")
         owned = harness.log.partition_for("k0")
-        other = StreamProcessor(harness.config, harness.log, harness.store, partitions=[1 - owned])
+        other = LogConsumer(harness.log, harness.pipeline, partitions=[1 - owned])
         assert other.run_once() == 0
         assert other.idle()
         assert not harness.processor.idle()
         with pytest.raises(ValueError):
-            StreamProcessor(harness.config, harness.log, harness.store, partitions=[5])
+            LogConsumer(harness.log, harness.pipeline, partitions=[5])
     finally:
         harness.close()
 
@@ -438,8 +442,8 @@ def test_run_once_is_safe_from_two_threads(harness: Harness) -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    assert harness.processor.processed == 200
-    assert harness.processor.duplicates == 0
+    assert harness.pipeline.processed == 200
+    assert harness.pipeline.duplicates == 0
 
 
 def test_refresh_segments_expires_windowed_memberships(tmp_path: Path) -> None:
@@ -451,13 +455,13 @@ def test_refresh_segments_expires_windowed_memberships(tmp_path: Path) -> None:
     }
     harness = Harness(tmp_path, config)
     try:
-        assert harness.processor.segments.time_dependent == {"active"}
+        assert harness.pipeline.segments.time_dependent == {"active"}
         harness.send(event("track", at(6), anonymous_id="a1", name="Product Viewed"))
         harness.drain()
         assert harness.store.segment_sizes() == {"active": 1}
-        assert harness.processor.refresh_segments(NOW) == 0
-        assert harness.processor.refresh_segments(NOW + timedelta(days=2)) == 1
+        assert harness.pipeline.refresh_segments(NOW) == 0
+        assert harness.pipeline.refresh_segments(NOW + timedelta(days=2)) == 1
         assert harness.store.segment_sizes() == {}
-        assert harness.processor.segment_changes == 2
+        assert harness.pipeline.segment_changes == 2
     finally:
         harness.close()

@@ -1,4 +1,4 @@
-"""The stream processor's batching: one transaction per run, and what a batch remembers.
+"""The profile pipeline's batching: one transaction per run, and what a batch remembers.
 
 A run applies every owned partition's entries in one profile-store transaction and then
 commits each partition's position; within it, an event whose identities all sit on one
@@ -18,6 +18,7 @@ import orjson
 import pytest
 
 from touchpoint.config.workspace import parse_config
+from touchpoint.consumers.consumer import LogConsumer
 from touchpoint.core.clock import isoformat
 from touchpoint.core.errors import Unavailable
 from touchpoint.log.base import LogRecord
@@ -25,7 +26,7 @@ from touchpoint.log.sqlite import SqliteEventLog
 from touchpoint.profiles.model import Identity, Profile
 from touchpoint.profiles.store.base import ProfileWriter
 from touchpoint.profiles.store.sqlite import SqliteProfileStore
-from touchpoint.stream.processor import StreamProcessor
+from touchpoint.stream.pipeline import ProfilePipeline
 
 NOW = datetime(2024, 3, 10, 12, 0, tzinfo=UTC)
 CONFIG: dict[str, Any] = {
@@ -54,7 +55,8 @@ def page(days: float, *, anonymous_id: str | None = None, user_id: str | None = 
 
 
 class Rig:
-    """A two-partition log, a store that counts its transactions, and a processor."""
+    """A two-partition log, a store that counts its transactions, and the profile
+    pipeline with its consumer."""
 
     def __init__(self, tmp_path: Path) -> None:
         self.log = SqliteEventLog(
@@ -69,9 +71,10 @@ class Rig:
             return opened()
 
         setattr(self.store, "transaction", counted)  # noqa: B010 - count every transaction
-        self.processor = StreamProcessor(
+        self.pipeline = ProfilePipeline(
             parse_config(CONFIG), self.log, self.store, clock=lambda: NOW
         )
+        self.processor = LogConsumer(self.log, self.pipeline)
         keys = (f"k{index}" for index in itertools.count())
         self.keys: dict[int, str] = {}  # partition -> a key that maps to it
         while len(self.keys) < 2:
@@ -113,7 +116,7 @@ def test_one_run_is_one_transaction_and_commits_every_partition(rig: Rig) -> Non
     assert rig.processor.run_once() == 5
     assert rig.transactions == 1
     assert rig.positions() == [(2, 2), (3, 3)]
-    assert rig.processor.processed == 5
+    assert rig.pipeline.processed == 5
     assert rig.store.segment_sizes() == {"readers": 2}
     assert rig.processor.run_once() == 0
     assert rig.transactions == 1
@@ -133,7 +136,7 @@ def test_a_merge_sends_later_events_of_the_batch_to_the_survivor(
     assert rig.processor.run_once() == 5
     assert rig.transactions == 1  # no failed batch, no event-by-event re-run
     assert "failed" not in caplog.text
-    assert (rig.processor.processed, rig.processor.merges, rig.processor.failed) == (5, 1, 0)
+    assert (rig.pipeline.processed, rig.pipeline.merges, rig.processor.failed) == (5, 1, 0)
     assert rig.store.count() == 1
     profile = rig.profile("anonymous_id", "a1")
     assert profile.identity_values("user_id") == ["u1"]
@@ -157,7 +160,7 @@ def test_a_poison_event_in_one_partition_spares_the_other(
     rig.send(0, page(2, anonymous_id="a"), b"[1, 2]", page(1, anonymous_id="a"))
     rig.send(1, page(2, anonymous_id="b"), page(1, anonymous_id="b"))
     assert rig.processor.run_once() == 5
-    assert (rig.processor.processed, rig.processor.failed) == (4, 1)
+    assert (rig.pipeline.processed, rig.processor.failed) == (4, 1)
     # the whole run, then each partition, then partition 0 event by event; an event that
     # cannot be decoded fails before its transaction opens, so only the good ones open one
     assert rig.transactions == 1 + 2

@@ -86,7 +86,10 @@ def test_two_members_split_the_partitions_and_apply_each_event_once(
     pair: tuple[Workspace, Workspace],
 ) -> None:
     first, second = pair
-    a, b = first.share_partitions(member="a"), second.share_partitions(member="b")
+    a, b = (
+        first.share_partitions(member="a")["profiles"],
+        second.share_partitions(member="b")["profiles"],
+    )
     for member in (a, b, a, b):  # b joins, a sees b and hands half over, b takes it
         member.refresh(force=True)
     _send(first, 0, 400)
@@ -96,7 +99,7 @@ def test_two_members_split_the_partitions_and_apply_each_event_once(
     assert set(first.processor.partitions) | set(second.processor.partitions) == set(
         range(first.log.partitions)
     )
-    assert first.processor.processed + second.processor.processed == 400
+    assert first.pipeline.processed + second.pipeline.processed == 400
     assert _revenue(first) == _expected(400)
 
 
@@ -104,7 +107,10 @@ def test_a_dead_member_s_partitions_and_uncommitted_reads_move_to_the_survivor(
     pair: tuple[Workspace, Workspace],
 ) -> None:
     first, second = pair
-    a, b = first.share_partitions(member="a"), second.share_partitions(member="b")
+    a, b = (
+        first.share_partitions(member="a")["profiles"],
+        second.share_partitions(member="b")["profiles"],
+    )
     for member in (a, b, a, b):
         member.refresh(force=True)
     _send(first, 0, 200)
@@ -112,12 +118,12 @@ def test_a_dead_member_s_partitions_and_uncommitted_reads_move_to_the_survivor(
     for partition in second.processor.partitions:
         assert second.log.poll(second.processor.group, "b", partition, 1000)
     _drain(first)  # a applies only its own partitions
-    assert first.processor.processed < 200
+    assert first.pipeline.processed < 200
     time.sleep(LEASE + 0.1)  # b's leases expire
     a.refresh(force=True)
     assert set(first.processor.partitions) | set(a.owned) == set(range(first.log.partitions))
     _drain(first)
-    assert first.processor.processed == 200
+    assert first.pipeline.processed == 200
     assert _revenue(first) == _expected(200)
 
 
@@ -129,5 +135,5 @@ def test_a_lone_processor_first_takes_over_what_an_earlier_consumer_left_uncommi
     for partition in range(first.log.partitions):  # a consumer reads, then is killed
         first.log.poll(first.processor.group, "killed", partition, 1000)
     _drain(second)
-    assert second.processor.processed == 100
+    assert second.pipeline.processed == 100
     assert _revenue(second) == _expected(100)

@@ -18,19 +18,21 @@ router = APIRouter(tags=["health"])
 
 @router.get(
     "/healthz",
-    summary="Health: the processor's state and lag (503 while it fails)",
+    summary="Health: the profile consumer's state and lag (503 while it fails)",
     response_model=Health,
     responses={
         **error_responses(),
-        503: {"model": Failing, "description": "The stream processor fails"},
+        503: {"model": Failing, "description": "The profile consumer fails"},
     },
 )
 async def healthz(workspace: WorkspaceDep) -> OrjsonResponse:
     """200 while this process can do its work; 503 (`status: failing`, with the reason)
-    while its stream processor fails (a store full or unreachable), so a load balancer or
-    an orchestrator can act on it. It turns 200 again by itself once the cause is gone."""
+    while its profile consumer fails (a store full or unreachable), so a load balancer or
+    an orchestrator can act on it. It turns 200 again by itself once the cause is gone. The
+    other consumers (outcomes, the warehouse copy) report through `/metrics`
+    (`touchpoint_consumer_failing`): profiles stay fresh while they retry."""
     processor = workspace.processor
-    lag = workspace.log.lag(processor.group)
+    lag = processor.lag()
     failing = processor.failing
     body: dict[str, Any] = {
         "status": "failing" if failing else "ok",

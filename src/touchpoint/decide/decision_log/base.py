@@ -3,7 +3,7 @@
 One interface, several backends (SQLite embedded, PostgreSQL in server mode). A
 decision request covering several placements gives one `decision_id` and one
 record per placement. Outcomes are ordinary track events that carry
-`properties.decision_id`; the stream processor's outcome sink records them here,
+`properties.decision_id`; the `outcomes` consumer (decide/outcomes.py) records them here,
 keyed by the event's message id, so a replay changes nothing.
 
 A decision names its person twice: `profile_id` when the person had a profile,
