@@ -42,11 +42,13 @@ from touchpoint.decide.decision_log.base import (
 )
 from touchpoint.decide.decision_log.rows import (
     DECISION_COLUMNS,
+    DECISION_WIDTH,
     OUTCOME_COLUMNS,
     decision_fields,
     decision_from_row,
     decode_cursor,
     encode_cursor,
+    json_columns,
     outcome_fields,
     outcome_from_row,
 )
@@ -65,7 +67,8 @@ CREATE TABLE IF NOT EXISTS decisions (
     decision_id TEXT NOT NULL, placement TEXT NOT NULL, content_id TEXT, profile_id TEXT,
     subject TEXT NOT NULL, policy TEXT NOT NULL, definitions_version INTEGER NOT NULL,
     reason TEXT NOT NULL, propensity REAL NOT NULL, at TEXT NOT NULL, experiment TEXT,
-    arm TEXT, context BLOB NOT NULL, PRIMARY KEY (decision_id, placement));
+    arm TEXT, context BLOB NOT NULL, features BLOB NOT NULL DEFAULT X'7B7D',
+    PRIMARY KEY (decision_id, placement));
 CREATE INDEX IF NOT EXISTS decisions_profile ON decisions (profile_id, content_id, at);
 CREATE INDEX IF NOT EXISTS decisions_subject ON decisions (subject, content_id, at);
 CREATE INDEX IF NOT EXISTS decisions_placement ON decisions (placement, at);
@@ -77,7 +80,12 @@ CREATE TABLE IF NOT EXISTS outcomes (
 CREATE INDEX IF NOT EXISTS outcomes_decision ON outcomes (decision_id, at);
 CREATE INDEX IF NOT EXISTS outcomes_profile ON outcomes (profile_id) WHERE profile_id IS NOT NULL;
 """
-_INSERT_DECISION = f"INSERT INTO decisions ({DECISION_COLUMNS}) VALUES ({', '.join('?' * 13)})"
+# Files made before decisions kept the features a policy read gain the column (`{}` for the
+# decisions already stored).
+_ADD_FEATURES = "ALTER TABLE decisions ADD COLUMN features BLOB NOT NULL DEFAULT X'7B7D'"
+_INSERT_DECISION = (
+    f"INSERT INTO decisions ({DECISION_COLUMNS}) VALUES ({', '.join('?' * DECISION_WIDTH)})"
+)
 _INSERT_OUTCOME = (
     f"INSERT OR IGNORE INTO outcomes ({OUTCOME_COLUMNS}) VALUES ({', '.join('?' * 9)})"
 )
@@ -123,7 +131,15 @@ def _json_list(values: Collection[str]) -> bytes:
 
 
 def _decision_row(record: DecisionRecord) -> tuple[Any, ...]:
-    return (*decision_fields(record), orjson.dumps(record.context))
+    return (*decision_fields(record), *json_columns(record))
+
+
+def _ensure_schema(connection: sqlite3.Connection) -> None:
+    """Create the tables; add the `features` column to a file made before it existed."""
+    connection.executescript(_SCHEMA)
+    columns = {row[1] for row in connection.execute("PRAGMA table_info(decisions)")}
+    if "features" not in columns:
+        connection.execute(_ADD_FEATURES)
 
 
 class SqliteDecisionLog(DecisionLog):
@@ -158,7 +174,7 @@ class SqliteDecisionLog(DecisionLog):
         # with; without one, SQLite checkpoints every ~40 MB of WAL.
         self._autocheckpoint = 10_000 if checkpoint_interval is None else 50_000
         self._writer = self._connect()
-        self._writer.executescript(_SCHEMA)
+        _ensure_schema(self._writer)
         self._commits = 0
         self._wake = threading.Event()
         self._checkpointer: threading.Thread | None = None
@@ -399,7 +415,9 @@ class SqliteDecisionLog(DecisionLog):
             (*values, limit + 1),
         )
         page = rows[:limit]
-        next_cursor = encode_cursor(page[-1][9], page[-1][13]) if len(rows) > limit else None
+        next_cursor = None
+        if len(rows) > limit:  # after the decision's columns, its storage order
+            next_cursor = encode_cursor(page[-1][9], page[-1][DECISION_WIDTH])
         return Page(items=[decision_from_row(row) for row in page], next_cursor=next_cursor)
 
     def count(self) -> int:
