@@ -35,3 +35,19 @@ class Scorer(Protocol):
 
     @classmethod
     def load(cls, directory: Path) -> Self: ...
+
+
+def scorer_kinds() -> dict[str, type[Scorer]]:
+    """Every scorer by the kind the registry records: what the shared checks run over (a
+    new scorer is added here). Imported on call, so `touchpoint.models` stays light."""
+    from touchpoint.models.lifetime.bgnbd import BgNbdModel
+    from touchpoint.models.lifetime.gamma_gamma import GammaGammaModel
+    from touchpoint.models.lifetime.pareto_nbd import ParetoNbdModel
+    from touchpoint.models.propensity import PropensityModel
+
+    return {
+        "propensity": PropensityModel,
+        "bgnbd": BgNbdModel,
+        "pareto_nbd": ParetoNbdModel,
+        "gamma_gamma": GammaGammaModel,
+    }
