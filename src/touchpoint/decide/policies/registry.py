@@ -24,7 +24,6 @@ from touchpoint.definitions.policies import (
     PolicyConfig,
     PriorityPolicyConfig,
     UniformPolicyConfig,
-    policy_document,
 )
 
 PolicyFactory = Callable[[Any, str], Policy]
@@ -93,8 +92,3 @@ def load_policy(data: bytes) -> Policy:
         )
     policy.restore(document["state"])
     return policy
-
-
-def policy_key(config: PolicyConfig) -> str:
-    """A string equal for equal configs (its canonical written form as JSON)."""
-    return orjson.dumps(policy_document(config), option=orjson.OPT_SORT_KEYS).decode()
