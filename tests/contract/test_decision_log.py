@@ -137,12 +137,15 @@ def test_record_then_get_round_trips_every_field(log: DecisionLog) -> None:
         experiment="exp1",
         arm="treatment",
         context={"page": {"path": "/"}, "n": [1, 2.5, None, True]},
+        features={"views_7d": 3, "segment": "vip", "score": 0.125},
     )
     empty = decision("d1", "product_recs", None, profile_id=None, reason="empty")
     log.record([full, empty])
     got = log.get("d1")
     assert got == [full, empty]
     assert got[0].context == full.context and got[1].context == {}
+    assert got[0].features == full.features and got[1].features == {}
+    assert log.list().items[-1].features == full.features
     assert log.get("nope") == []
     assert log.count() == 2
 

@@ -335,7 +335,7 @@ def _compile_placement(
     fallback = compiled[placement.fallback] if placement.fallback is not None else None
     return CompiledPlacement(
         name=placement.name,
-        policy=placement.policy,
+        policy=placement.policy.type,
         tiers=tiers,
         fallback=fallback,
         unindexed=tuple(unindexed),

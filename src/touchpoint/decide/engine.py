@@ -7,8 +7,9 @@ renders the choice, and falls back when nothing is eligible or the choice does
 not render. Without `personalization` consent every placement gets its fallback,
 rendered with no profile data. Every placement's decision is stored in the
 decision log (one write per request) before the result is returned, with the
-policy, the definitions version and the propensity, so outcomes can be joined
-to it and policies evaluated later.
+policy, the definitions version, the propensity, the experiment and arm and the
+features the policy read, so outcomes can be joined to it and policies evaluated
+and taught later.
 
 Cost is kept to what the person changes: the catalog's index shortlists the
 candidates, each distinct eligibility condition is evaluated at most once per
@@ -18,9 +19,10 @@ capped candidate is reached (once per window), and renders are remembered (see
 
 The engine is shared by every request thread: the catalog is immutable and
 swapped whole when `definitions.latest_version()` moves (checked at most every
-`reload_interval` seconds, compiled off the request path), policies are
-stateless, and per-request state (cap counts, condition results) lives on the
-stack.
+`reload_interval` seconds, compiled off the request path), policies are built
+once per placement and policy config (from `decide.policies.registry`, seeded with
+the placement's name) and are safe to share, and per-request state (cap counts,
+condition results) lives on the stack.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ from touchpoint.core.metrics import Metrics
 from touchpoint.decide.caps import RequestCaps
 from touchpoint.decide.catalog import Catalog, CompiledContent, CompiledPlacement
 from touchpoint.decide.decision_log.base import DecisionLog, DecisionRecord
-from touchpoint.decide.policy import Policy, default_policies
+from touchpoint.decide.policies.base import Policy, PolicyInput
+from touchpoint.decide.policies.registry import build_policy
 from touchpoint.decide.render import TemplateRenderError
 from touchpoint.decide.results import (
     ELIGIBLE,
@@ -73,6 +76,7 @@ class _Person:
     context: Mapping[str, Any]
     now: datetime
     at: str
+    decision_id: str
     caps: RequestCaps
     conditions: dict[int, bool] = field(default_factory=dict)
     recommended: dict[tuple[str, int], RecommendedItems | None] = field(default_factory=dict)
@@ -105,7 +109,7 @@ class Decider:
         self._metrics = metrics
         self._clock = clock
         self._reload_interval = reload_interval
-        self._policies: Mapping[str, Policy] = default_policies()
+        self._policies: dict[tuple[str, Any], Policy] = {}
         self._kind_rank = {kind.name: rank for rank, kind in enumerate(people.resolver.kinds)}
         self._catalog = Catalog.empty()
         self._checked_at = float("-inf")  # monotonic time of the last version check
@@ -213,6 +217,7 @@ class Decider:
             else self._empty_document(now)
         )
         context = request.context
+        decision_id = new_id()
         if self._consent.allows(document["consent"], PERSONALIZATION):
             person = _Person(
                 document=document,
@@ -221,6 +226,7 @@ class Decider:
                 context=context,
                 now=now,
                 at=at,
+                decision_id=decision_id,
                 caps=RequestCaps(self._decisions, catalog, profile_id, subjects, now),
             )
             decided = [self._decide_placement(placement, person) for placement in placements]
@@ -230,7 +236,6 @@ class Decider:
                 self._fallback(placement, empty, context, NO_CONSENT) for placement in placements
             ]
 
-        decision_id = new_id()
         stored_context = dict(context)
         self._decisions.record(
             [
@@ -245,7 +250,10 @@ class Decider:
                     reason=item.reason,
                     propensity=item.propensity,
                     at=at,
+                    experiment=item.experiment,
+                    arm=item.arm,
                     context=stored_context,
+                    features=dict(item.features),
                 )
                 for item in decided
             ]
@@ -326,8 +334,18 @@ class Decider:
             "profile": {"id": None, "first_seen": None, "last_seen": None},
         }
 
+    def _policy(self, placement: CompiledPlacement) -> Policy:
+        """The placement's policy, built on first use and kept while its config is the same
+        (so a policy that learns keeps what it learned across definitions versions)."""
+        config = placement.config.policy
+        key = (placement.name, config)
+        policy = self._policies.get(key)
+        if policy is None:
+            policy = self._policies.setdefault(key, build_policy(config, seed=placement.name))
+        return policy
+
     def _decide_placement(self, placement: CompiledPlacement, person: _Person) -> PlacementDecision:
-        policy = self._policies[placement.policy]
+        policy = self._policy(placement)
         subject_document, now, at = person.subject_document, person.now, person.at
         caps, conditions = person.caps, person.conditions
 
@@ -371,7 +389,17 @@ class Decider:
                 yield tier
 
         document, context = person.document, person.context
-        choice = policy.choose(placement.name, eligible_tiers(), person.subject)
+        choice = policy.choose(
+            PolicyInput(
+                placement=placement.name,
+                candidates=eligible_tiers(),
+                subject=person.subject,
+                decision_id=person.decision_id,
+                now=now,
+                document=subject_document,
+                context=context,
+            )
+        )
         if choice is None:
             return self._fallback(placement, document, context, FALLBACK)
         item = choice.content
@@ -391,7 +419,16 @@ class Decider:
             self._template_failed(error, placement.name)
             return self._fallback(placement, person.document, context, FALLBACK, after_error=True)
         return PlacementDecision(
-            placement.name, item.id, payload, html, ELIGIBLE, choice.policy, choice.propensity
+            placement.name,
+            item.id,
+            payload,
+            html,
+            ELIGIBLE,
+            choice.policy,
+            choice.propensity,
+            choice.experiment,
+            choice.arm,
+            choice.features,
         )
 
     def _filled(self, item: CompiledContent, person: _Person) -> bool:

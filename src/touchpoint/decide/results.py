@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 ELIGIBLE = "eligible"
@@ -27,7 +28,9 @@ class DecideRequest:
 @dataclass(frozen=True, slots=True)
 class PlacementDecision:
     """What one placement shows: the content (None if nothing), its payload and rendered
-    HTML (None without a template), why (`reason`), and the policy and its propensity."""
+    HTML (None without a template), why (`reason`), the policy and its propensity, the
+    experiment and arm that exposed the person (None outside experiments) and the features
+    the policy read (the decision log keeps them with the record)."""
 
     placement: str
     content_id: str | None
@@ -36,16 +39,24 @@ class PlacementDecision:
     reason: str
     policy: str
     propensity: float
+    experiment: str | None = None
+    arm: str | None = None
+    features: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     def to_dict(self) -> dict[str, Any]:
-        """The API's shape of one placement."""
-        return {
+        """The API's shape of one placement; `experiment` and `arm` only when the person was
+        exposed to an experiment (so answers outside experiments keep their shape)."""
+        body = {
             "content_id": self.content_id,
             "payload": self.payload,
             "html": self.html,
             "reason": self.reason,
             "policy": self.policy,
         }
+        if self.experiment is not None:
+            body["experiment"] = self.experiment
+            body["arm"] = self.arm
+        return body
 
 
 @dataclass(frozen=True, slots=True)

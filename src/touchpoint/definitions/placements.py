@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_serializer
 
 from touchpoint.core.config_base import ConfigModel
 from touchpoint.definitions.common import NAME_PATTERN
+from touchpoint.definitions.policies import PolicyConfig, PriorityPolicyConfig, policy_document
 
 
 class PlacementConfig(ConfigModel):
@@ -17,7 +18,9 @@ class PlacementConfig(ConfigModel):
     any of `tags`. `fallback`: the content shown when nothing is eligible (or when the person
     does not consent to personalization); it is exempt from eligibility and caps.
     `conversion_events`: track events that count as conversions when they carry this
-    placement's `decision_id`. `policy`: how candidates are chosen (`priority` in v1).
+    placement's `decision_id`. `policy`: how candidates are chosen, a policy name
+    (`priority`, the default, or `uniform`) or `{type: …, parameters…}`; see
+    `touchpoint.definitions.policies`.
     """
 
     name: str = Field(pattern=NAME_PATTERN)
@@ -26,4 +29,8 @@ class PlacementConfig(ConfigModel):
     tags: list[str] = Field(default_factory=list)
     fallback: str | None = None
     conversion_events: list[str] = Field(default_factory=list)
-    policy: Literal["priority"] = "priority"
+    policy: PolicyConfig = Field(default_factory=PriorityPolicyConfig)
+
+    @field_serializer("policy")
+    def _written_policy(self, policy: PolicyConfig) -> str | dict[str, Any]:
+        return policy_document(policy)

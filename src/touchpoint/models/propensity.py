@@ -56,7 +56,7 @@ from touchpoint.models.calibration import (
 )
 from touchpoint.models.errors import NotEnoughData
 from touchpoint.models.frames import numeric_column
-from touchpoint.models.labels import LabelledFrame
+from touchpoint.models.labels import LabelledFrame, TimeSplit
 from touchpoint.warehouse.features import NUMERIC_PERSON_FEATURES
 
 if TYPE_CHECKING:
@@ -136,7 +136,8 @@ class PropensityReport:
 @dataclass(frozen=True)
 class PropensityModel:
     """A trained propensity or churn model: LightGBM's text model, the calibration and the
-    feature names it reads; `predict` returns calibrated probabilities."""
+    feature names it reads; `score` returns calibrated probabilities. A `Scorer`
+    (`touchpoint.models.scorer`): `fit` is `train_propensity` on a `TimeSplit`."""
 
     target: str
     feature_names: tuple[str, ...]
@@ -156,8 +157,25 @@ class PropensityModel:
         threads = int(self.params.get("num_threads", 2))
         return _raw_scores(self._booster, _matrix(frame, self.feature_names), threads)
 
-    def predict(self, frame: pd.DataFrame) -> npt.NDArray[np.float64]:
-        """Calibrated probabilities of every row (missing feature values are allowed)."""
+    @classmethod
+    def fit(
+        cls,
+        data: TimeSplit,
+        /,
+        *,
+        seed: int = 0,
+        target: str = "purchase",
+        features: Sequence[str] = DEFAULT_PROPENSITY_FEATURES,
+        params: PropensityParams | None = None,
+    ) -> PropensityModel:
+        """`train_propensity` on the split's training and validation frames."""
+        return train_propensity(
+            data.train, data.validation, target=target, features=features, params=params, seed=seed
+        )
+
+    def score(self, frame: pd.DataFrame) -> npt.NDArray[np.float64]:
+        """Calibrated probabilities of every row (reads `feature_names`; missing feature
+        values are allowed)."""
         return self.calibration.apply(self.predict_raw(frame))
 
     def save(self, directory: Path) -> None:

@@ -1,4 +1,4 @@
-"""The v1 priority policy and the stable hashing that breaks its ties."""
+"""The priority policy (protocol v2) and the stable hashing that breaks its ties."""
 
 from __future__ import annotations
 
@@ -8,14 +8,11 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
+from tests.conftest import TEST_START
 from touchpoint.decide.catalog import Catalog, CompiledContent
-from touchpoint.decide.policy import (
-    Choice,
-    PriorityPolicy,
-    default_policies,
-    pick_tied,
-    stable_hash,
-)
+from touchpoint.decide.policies.base import Choice, PolicyInput
+from touchpoint.decide.policies.hashing import pick_tied, stable_hash
+from touchpoint.decide.policies.priority import PriorityPolicy
 from touchpoint.definitions.model import Definitions
 
 # A shared table of cases: if one of these changes, every visitor's page changes with it.
@@ -94,12 +91,25 @@ def _tiers(*tiers: Sequence[CompiledContent]) -> Iterator[Sequence[CompiledConte
     yield from tiers
 
 
+def _input(
+    candidates: Iterator[Sequence[CompiledContent]], subject: str, placement: str = "home_hero"
+) -> PolicyInput:
+    return PolicyInput(
+        placement=placement,
+        candidates=candidates,
+        subject=subject,
+        decision_id="d1",
+        now=TEST_START,
+    )
+
+
 def test_priority_policy_takes_the_first_tier() -> None:
     items = _items(("high", 10), ("low", 0))
     choice = PriorityPolicy().choose(
-        "home_hero", _tiers([items["high"]], [items["low"]]), "anonymous_id:a"
+        _input(_tiers([items["high"]], [items["low"]]), "anonymous_id:a")
     )
-    assert choice == Choice(items["high"], 1.0, "priority")
+    assert choice == Choice(items["high"], {"high": 1.0}, "priority")
+    assert choice.propensity == 1.0 and choice.features == {} and choice.experiment is None
 
 
 def test_priority_policy_never_reads_lower_tiers() -> None:
@@ -109,17 +119,17 @@ def test_priority_policy_never_reads_lower_tiers() -> None:
         yield [items["high"]]
         raise AssertionError("a lower tier was evaluated")
 
-    choice = PriorityPolicy().choose("home_hero", tiers(), "anonymous_id:a")
+    choice = PriorityPolicy().choose(_input(tiers(), "anonymous_id:a"))
     assert choice is not None and choice.content.id == "high"
 
 
 def test_priority_policy_skips_empty_tiers_and_returns_none_without_candidates() -> None:
     items = _items(("low", 0))
     policy = PriorityPolicy()
-    choice = policy.choose("home_hero", _tiers([], [items["low"]]), "s")
+    choice = policy.choose(_input(_tiers([], [items["low"]]), "s"))
     assert choice is not None and choice.content.id == "low"
-    assert policy.choose("home_hero", _tiers(), "s") is None
-    assert policy.choose("home_hero", _tiers([], []), "s") is None
+    assert policy.choose(_input(_tiers(), "s")) is None
+    assert policy.choose(_input(_tiers([], []), "s")) is None
 
 
 def test_priority_policy_breaks_ties_consistently_per_person() -> None:
@@ -129,8 +139,8 @@ def test_priority_policy_breaks_ties_consistently_per_person() -> None:
     chosen: Counter[str] = Counter()
     for n in range(300):
         subject = f"anonymous_id:v{n}"
-        first = policy.choose("home_hero", _tiers(tier), subject)
-        again = policy.choose("home_hero", _tiers(list(reversed(tier))), subject)
+        first = policy.choose(_input(_tiers(tier), subject))
+        again = policy.choose(_input(_tiers(list(reversed(tier))), subject))
         assert first is not None and again is not None
         assert first.content is again.content
         assert first.propensity == 1.0
@@ -142,11 +152,14 @@ def test_priority_policy_does_not_mutate_its_inputs() -> None:
     items = _items(("a", 5), ("b", 5))
     tier = [items["a"], items["b"]]
     kept = copy.copy(tier)
-    PriorityPolicy().choose("home_hero", _tiers(tier), "s")
+    PriorityPolicy().choose(_input(_tiers(tier), "s"))
     assert tier == kept
 
 
-def test_default_policies_name_themselves() -> None:
-    policies = default_policies()
-    assert set(policies) == {"priority"}
-    assert all(policy.name == name for name, policy in policies.items())
+def test_priority_policy_lists_only_the_chosen_item() -> None:
+    # The rest of the tier had probability 0 given the person: not listed.
+    items = _items(("a", 5), ("b", 5), ("low", 0))
+    choice = PriorityPolicy().choose(_input(_tiers([items["a"], items["b"]], [items["low"]]), "s"))
+    assert choice is not None
+    assert choice.probabilities == {choice.content.id: 1.0}
+    assert choice.params == {} and choice.version == 1

@@ -237,6 +237,7 @@ def test_a_reopened_workspace_keeps_every_store_and_migrates_nothing(postgres: P
         assert sorted(applied) == [
             ("audit", 1),
             ("decisions", 1),
+            ("decisions", 2),
             ("definitions", 1),
             ("rejected", 1),
             ("rejected", 2),

@@ -210,8 +210,8 @@ def test_bgnbd_fit_is_deterministic_and_round_trips(tmp_path: Path) -> None:
     arrays = simulate_bgnbd(BgNbdParameters(0.3, 3.0, 0.7, 2.0), 500, seed=1)
     first, second = fit_bgnbd_arrays(*arrays), fit_bgnbd_arrays(*arrays)
     assert first == second
-    first.save(tmp_path / "bgnbd.json")
-    loaded = BgNbdModel.load(tmp_path / "bgnbd.json")
+    first.save(tmp_path / "bgnbd")
+    loaded = BgNbdModel.load(tmp_path / "bgnbd")
     assert loaded.params == first.params and loaded.people == 500
     with pytest.raises(InvalidInput):
         BgNbdModel.from_dict({"model": "pareto_nbd", "params": {}})
@@ -281,8 +281,8 @@ def test_pareto_recovers_rates_and_behaves(tmp_path: Path) -> None:
     assert np.all((alive > 0) & (alive <= 1))
     horizons = [model.expected_purchases(w, 4.0, 29.0, 30.0)[0] for w in (1, 10, 50)]
     assert np.all(np.diff(horizons) > 0)
-    model.save(tmp_path / "pareto.json")
-    assert ParetoNbdModel.load(tmp_path / "pareto.json") == model
+    model.save(tmp_path / "pareto")
+    assert ParetoNbdModel.load(tmp_path / "pareto") == model
 
 
 # --- Gamma-Gamma and lifetime value ----------------------------------------------------

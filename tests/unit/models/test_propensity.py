@@ -64,7 +64,7 @@ def test_planted_signal_is_found_and_calibrated(
     assert report.feature_importance[0][0] == "views_7d"
     assert report.validation_rows == 2000
     assert sum(item.count for item in report.reliability) == 2000
-    probabilities = model.predict(validation.features)
+    probabilities = model.score(validation.features)
     assert probabilities.shape == (2000,)
     assert ((probabilities > 0) & (probabilities < 1)).all()
     # more views, higher propensity
@@ -78,7 +78,7 @@ def test_same_seed_same_model(trained: tuple[PropensityModel, LabelledFrame]) ->
     assert again.model_text == model.model_text
     assert again.calibration == model.calibration
     np.testing.assert_array_equal(
-        again.predict(validation.features), model.predict(validation.features)
+        again.score(validation.features), model.score(validation.features)
     )
 
 
@@ -93,7 +93,7 @@ def test_save_and_load_predict_identically(
     }
     loaded = PropensityModel.load(tmp_path / "propensity")
     np.testing.assert_array_equal(
-        loaded.predict(validation.features), model.predict(validation.features)
+        loaded.score(validation.features), model.score(validation.features)
     )
     assert loaded.report == model.report
     assert loaded.feature_names == tuple(FEATURES)
@@ -124,7 +124,7 @@ def test_too_few_positives_is_not_enough_data() -> None:
 def test_missing_feature_column_is_named(trained: tuple[PropensityModel, LabelledFrame]) -> None:
     model, validation = trained
     with pytest.raises(InvalidInput) as caught:
-        model.predict(validation.features.drop(columns=["views_7d"]))
+        model.score(validation.features.drop(columns=["views_7d"]))
     assert caught.value.details["field"] == "views_7d"
 
 

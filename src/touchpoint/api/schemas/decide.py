@@ -71,6 +71,10 @@ class PlacementDecision(Out):
     html: str | None
     reason: str = Field(description="eligible, fallback, no_consent, render_error, empty")
     policy: str
+    experiment: str | None = Field(
+        default=None, description="the experiment that exposed the person (only then)"
+    )
+    arm: str | None = Field(default=None, description="the experiment's arm (with experiment)")
 
 
 class DecideResponse(Out):

@@ -72,7 +72,10 @@ class Placement(Out):
     tags: list[str]
     fallback: str | None
     conversion_events: list[str]
-    policy: str
+    policy: str | dict[str, Any] = Field(
+        description="the policy's name when its parameters are all defaults, else "
+        "`{type: name, parameter: value…}`"
+    )
 
 
 class DefinitionSet(Out):

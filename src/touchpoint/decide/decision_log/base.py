@@ -40,8 +40,10 @@ class DecisionRecord:
     `content_id` is None when nothing (not even a fallback) could be shown. `reason`:
     `eligible` (chosen by the policy), `fallback`, `no_consent`, `render_error`, `empty`.
     `propensity`: the probability the policy had of choosing this content (1.0 for
-    deterministic policies), which off-policy evaluation needs. `experiment`/`arm` are
-    for experiments (None until then).
+    deterministic policies), which off-policy evaluation needs. `experiment`/`arm`: the
+    experiment and arm that exposed the person, as the policy's choice named them (None
+    outside experiments). `features`: what the policy read to choose (empty for policies
+    that read none), so a learning policy can be replayed and evaluated.
     """
 
     decision_id: str
@@ -57,6 +59,7 @@ class DecisionRecord:
     experiment: str | None = None
     arm: str | None = None
     context: dict[str, Any] = field(default_factory=dict, compare=False)
+    features: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,6 @@ import logging
 from collections.abc import Callable, Collection, Sequence
 from typing import Any, TypeVar
 
-import orjson
 import psycopg
 from psycopg import errors as pg_errors
 
@@ -38,11 +37,13 @@ from touchpoint.decide.decision_log.base import (
 from touchpoint.decide.decision_log.rows import (
     DECISION_COLUMNS,
     DECISION_FIELDS,
+    DECISION_WIDTH,
     OUTCOME_COLUMNS,
     decision_fields,
     decision_from_row,
     decode_cursor,
     encode_cursor,
+    json_columns,
     outcome_fields,
     outcome_from_row,
 )
@@ -80,11 +81,15 @@ CREATE TABLE outcomes (
 CREATE INDEX outcomes_decision ON outcomes (decision_id, at);
 CREATE INDEX outcomes_profile ON outcomes (profile_id) WHERE profile_id IS NOT NULL;
 """,
-    )
+    ),
+    # The features a policy read to choose (JSON; `{}` for decisions made before).
+    Migration(
+        "decisions", 2, "ALTER TABLE decisions ADD COLUMN features bytea NOT NULL DEFAULT '\\x7b7d'"
+    ),
 ]
 
 _SUBJECT = DECISION_FIELDS.index("subject")
-_DECISION_ROW = f"({', '.join(['%s'] * 13)})"
+_DECISION_ROW = f"({', '.join(['%s'] * DECISION_WIDTH)})"
 _OUTCOME_ROW = f"({', '.join(['%s'] * 9)})"
 # A person: any of their profile ids (%(profiles)s) or subjects (%(subjects)s).
 _PERSON = "(profile_id = ANY(%(profiles)s::text[]) OR subject = ANY(%(subjects)s::text[]))"
@@ -132,7 +137,7 @@ def _texts(values: Collection[str]) -> builtins.list[str]:
 
 
 def _decision_row(record: DecisionRecord) -> builtins.list[Any]:
-    row: builtins.list[Any] = [*decision_fields(record), orjson.dumps(record.context)]
+    row: builtins.list[Any] = [*decision_fields(record), *json_columns(record)]
     row[_SUBJECT] = postgres_text(row[_SUBJECT])
     return row
 
@@ -338,7 +343,9 @@ class PostgresDecisionLog(DecisionLog):
             (*values, limit + 1),
         )
         page = rows[:limit]
-        next_cursor = encode_cursor(page[-1][9], page[-1][13]) if len(rows) > limit else None
+        next_cursor = None
+        if len(rows) > limit:  # after the decision's columns, its storage order
+            next_cursor = encode_cursor(page[-1][9], page[-1][DECISION_WIDTH])
         return Page(items=[decision_from_row(row) for row in page], next_cursor=next_cursor)
 
     def count(self) -> int:

@@ -16,7 +16,8 @@ import orjson
 from touchpoint.core.errors import InvalidInput
 from touchpoint.decide.decision_log.base import DecisionRecord, Outcome
 
-# Columns in the records' field order, so a row converts positionally; `context` is last.
+# Columns in the records' field order, so a row converts positionally; then the two JSON
+# columns, `context` and `features`.
 DECISION_FIELDS = (
     "decision_id", "placement", "content_id", "profile_id", "subject", "policy",
     "definitions_version", "reason", "propensity", "at", "experiment", "arm",
@@ -27,16 +28,24 @@ OUTCOME_FIELDS = (
 )  # fmt: skip
 decision_fields = operator.attrgetter(*DECISION_FIELDS)
 outcome_fields = operator.attrgetter(*OUTCOME_FIELDS)
-DECISION_COLUMNS = ", ".join((*DECISION_FIELDS, "context"))
+DECISION_COLUMNS = ", ".join((*DECISION_FIELDS, "context", "features"))
+DECISION_WIDTH = len(DECISION_FIELDS) + 2
+"""How many columns `DECISION_COLUMNS` names (a backend's storage order comes after)."""
 OUTCOME_COLUMNS = ", ".join(OUTCOME_FIELDS)
 _MAX_POSITION = 2**63 - 1  # a SQLite rowid or a PostgreSQL bigint
 
 
 def decision_from_row(row: Sequence[Any]) -> DecisionRecord:
-    """A record from `DECISION_COLUMNS` (the context stored as JSON bytes)."""
-    fields = list(row[:13])
-    fields[12] = orjson.loads(fields[12])
+    """A record from `DECISION_COLUMNS` (the context and features stored as JSON bytes)."""
+    fields = list(row[:DECISION_WIDTH])
+    fields[-2] = orjson.loads(fields[-2])
+    fields[-1] = orjson.loads(fields[-1])
     return DecisionRecord(*fields)
+
+
+def json_columns(record: DecisionRecord) -> tuple[bytes, bytes]:
+    """The record's `context` and `features` as stored (JSON bytes)."""
+    return orjson.dumps(record.context), orjson.dumps(record.features)
 
 
 def outcome_from_row(row: Sequence[Any]) -> Outcome:

@@ -33,7 +33,7 @@ from touchpoint.core.errors import InvalidInput, TouchpointError, Unavailable
 from touchpoint.core.leftovers import Leftover
 from touchpoint.core.pages import Page
 from touchpoint.core.sqlite import SECURE_DELETE_PRAGMA, checkpoint_truncate, write_transaction
-from touchpoint.core.sqlite_migrations import SqliteMigration, migrate
+from touchpoint.core.sqlite_migrations import SqliteMigration, add_column, migrate
 from touchpoint.decide.decision_log.base import (
     ContentReport,
     DecisionLog,
@@ -43,11 +43,13 @@ from touchpoint.decide.decision_log.base import (
 )
 from touchpoint.decide.decision_log.rows import (
     DECISION_COLUMNS,
+    DECISION_WIDTH,
     OUTCOME_COLUMNS,
     decision_fields,
     decision_from_row,
     decode_cursor,
     encode_cursor,
+    json_columns,
     outcome_fields,
     outcome_from_row,
 )
@@ -78,10 +80,15 @@ CREATE TABLE IF NOT EXISTS outcomes (
 CREATE INDEX IF NOT EXISTS outcomes_decision ON outcomes (decision_id, at);
 CREATE INDEX IF NOT EXISTS outcomes_profile ON outcomes (profile_id) WHERE profile_id IS NOT NULL;
 """
-# The schema, version by version (see core.sqlite_migrations): a new column is one line,
-# `add_column("decisions", 2, "decisions", "<column>", "<type>")`.
-MIGRATIONS = [SqliteMigration("decisions", 1, _SCHEMA)]
-_INSERT_DECISION = f"INSERT INTO decisions ({DECISION_COLUMNS}) VALUES ({', '.join('?' * 13)})"
+# The schema, version by version (see core.sqlite_migrations): a new column is one line.
+# 2: the features a policy read (`{}` for the decisions stored before).
+MIGRATIONS = [
+    SqliteMigration("decisions", 1, _SCHEMA),
+    add_column("decisions", 2, "decisions", "features", "BLOB NOT NULL DEFAULT X'7B7D'"),
+]
+_INSERT_DECISION = (
+    f"INSERT INTO decisions ({DECISION_COLUMNS}) VALUES ({', '.join('?' * DECISION_WIDTH)})"
+)
 _INSERT_OUTCOME = (
     f"INSERT OR IGNORE INTO outcomes ({OUTCOME_COLUMNS}) VALUES ({', '.join('?' * 9)})"
 )
@@ -127,7 +134,7 @@ def _json_list(values: Collection[str]) -> bytes:
 
 
 def _decision_row(record: DecisionRecord) -> tuple[Any, ...]:
-    return (*decision_fields(record), orjson.dumps(record.context))
+    return (*decision_fields(record), *json_columns(record))
 
 
 class SqliteDecisionLog(DecisionLog):
@@ -407,7 +414,9 @@ class SqliteDecisionLog(DecisionLog):
             (*values, limit + 1),
         )
         page = rows[:limit]
-        next_cursor = encode_cursor(page[-1][9], page[-1][13]) if len(rows) > limit else None
+        next_cursor = None
+        if len(rows) > limit:  # after the decision's columns, its storage order
+            next_cursor = encode_cursor(page[-1][9], page[-1][DECISION_WIDTH])
         return Page(items=[decision_from_row(row) for row in page], next_cursor=next_cursor)
 
     def count(self) -> int:

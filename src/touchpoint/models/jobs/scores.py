@@ -72,7 +72,7 @@ def _classifier(trainer: Trainer, data: TrainingData, target: str) -> Fitted:
 
     def apply(stored: ModelVersion) -> dict[str, int]:
         loaded = PropensityModel.load(trainer.registry.path(stored.model, stored.version))
-        values = loaded.predict(scored) if len(scored) else np.zeros(0)
+        values = loaded.score(scored) if len(scored) else np.zeros(0)
         scores = {
             str(pid): {score: float(value)}
             for pid, value in zip(scored["profile_id"], values, strict=True)

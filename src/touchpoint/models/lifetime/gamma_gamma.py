@@ -20,7 +20,7 @@ import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,6 +32,12 @@ from touchpoint.models.lifetime.fitting import (
     float_arrays,
     maximize_from_starts,
 )
+from touchpoint.models.lifetime.stored import MODEL_FILE
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from touchpoint.models.lifetime.summary import CustomerSummary
 
 logger = logging.getLogger(__name__)
 
@@ -127,14 +133,29 @@ class GammaGammaModel:
             repeat_buyers=int(data.get("repeat_buyers", 0)),
         )
 
-    def save(self, path: Path) -> None:
-        """Write the model as JSON (never pickle)."""
-        path.write_text(json.dumps(self.to_dict(), indent=2), encoding="utf-8")
+    @classmethod
+    def fit(cls, data: CustomerSummary, /, *, seed: int = 0) -> GammaGammaModel:
+        """`fit_gamma_gamma` on the summary's repeat buyers (deterministic: `seed` is
+        accepted for the `Scorer` protocol and unused)."""
+        return fit_gamma_gamma(data.frequency, data.monetary_value)
+
+    def score(self, frame: pd.DataFrame) -> FloatArray:
+        """Expected amount per future purchase of every row (reads `frequency` and
+        `monetary_value`); see `expected_average_value`."""
+        return self.expected_average_value(
+            frame["frequency"].to_numpy(np.float64), frame["monetary_value"].to_numpy(np.float64)
+        )
+
+    def save(self, directory: Path) -> None:
+        """Write the model as JSON (`model.json`, never pickle) into `directory`."""
+        directory.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(self.to_dict(), indent=2)
+        (directory / MODEL_FILE).write_text(text, encoding="utf-8")
 
     @classmethod
-    def load(cls, path: Path) -> GammaGammaModel:
+    def load(cls, directory: Path) -> GammaGammaModel:
         """Read a model `save` wrote."""
-        return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        return cls.from_dict(json.loads((directory / MODEL_FILE).read_text(encoding="utf-8")))
 
 
 def fit_gamma_gamma(frequency: ArrayLike, monetary_value: ArrayLike) -> GammaGammaModel:

@@ -30,6 +30,8 @@ from touchpoint.models.lifetime.fitting import (
 from touchpoint.models.lifetime.stored import StoredPurchaseModel
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from touchpoint.models.lifetime.summary import CustomerSummary
 
 logger = logging.getLogger(__name__)
@@ -104,6 +106,19 @@ class ParetoNbdModel(StoredPurchaseModel):
     unit_days: float = 7.0
     log_likelihood: float = float("nan")
     people: int = 0
+
+    @classmethod
+    def fit(cls, data: CustomerSummary, /, *, seed: int = 0) -> ParetoNbdModel:
+        """`fit_pareto_nbd` on the summary (deterministic: `seed` is accepted for the `Scorer`
+        protocol and unused)."""
+        return fit_pareto_nbd(data)
+
+    def score(self, frame: pd.DataFrame) -> FloatArray:
+        """The probability each row's person is still active (reads `frequency`, `recency`
+        and `age`, in the model's time unit); `expected_purchases` gives counts over a
+        horizon."""
+        columns = (frame[name].to_numpy(np.float64) for name in ("frequency", "recency", "age"))
+        return self.p_alive(*columns)
 
     def p_alive(self, frequency: ArrayLike, recency: ArrayLike, age: ArrayLike) -> FloatArray:
         """P(still active at `age`) given the history."""

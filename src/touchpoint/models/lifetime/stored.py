@@ -1,5 +1,6 @@
 """How the purchase models (BG/NBD, Pareto/NBD) are written and read: one JSON document with
-their kind, parameters, time unit and fit quality. Never pickle."""
+their kind, parameters, time unit and fit quality (`model.json` in the model's directory, as
+every scorer is saved). Never pickle."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Self
 
 from touchpoint.core.errors import InvalidInput
+
+MODEL_FILE = "model.json"
 
 
 class StoredPurchaseModel:
@@ -54,11 +57,14 @@ class StoredPurchaseModel:
             people=int(data.get("people", 0)),
         )
 
-    def save(self, path: Path) -> None:
-        """Write the model as JSON (never pickle)."""
-        path.write_text(json.dumps(self.to_dict(), indent=2), encoding="utf-8")
+    def save(self, directory: Path) -> None:
+        """Write the model as JSON (`model.json`, never pickle) into `directory`, creating
+        it."""
+        directory.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(self.to_dict(), indent=2)
+        (directory / MODEL_FILE).write_text(text, encoding="utf-8")
 
     @classmethod
-    def load(cls, path: Path) -> Self:
+    def load(cls, directory: Path) -> Self:
         """Read a model `save` wrote."""
-        return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        return cls.from_dict(json.loads((directory / MODEL_FILE).read_text(encoding="utf-8")))
