@@ -17,7 +17,8 @@ from touchpoint.consumers.handler import Accumulate, Handler
 from touchpoint.consumers.host import LoopHost
 from touchpoint.core.errors import Unavailable
 from touchpoint.log.base import LogEntry, LogRecord
-from touchpoint.log.coordination import PartitionCoordinator, SqliteLeases
+from touchpoint.log.coordination import PartitionCoordinator
+from touchpoint.log.leases.sqlite import SqliteLeases
 from touchpoint.log.sqlite import SqliteEventLog
 
 
