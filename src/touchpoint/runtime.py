@@ -45,6 +45,7 @@ from touchpoint.runtime_metrics import WorkspaceCollector
 from touchpoint.segments.realtime import SegmentEvaluator
 from touchpoint.stream.pipeline import ProfilePipeline
 from touchpoint.timers.base import TimerStore, build_timer_store
+from touchpoint.timers.runner import TimerRunner
 from touchpoint.warehouse.store import Warehouse
 from touchpoint.warehouse.writer import WarehouseWriter
 
@@ -101,6 +102,12 @@ class Workspace:
         handler = self.processor.handler
         assert isinstance(handler, ProfilePipeline)
         return handler
+
+    @property
+    def timer_runner(self) -> TimerRunner:
+        """The loop that fires the durable timers (`timers`) through the handlers
+        registered with it (`timer_runner.register`)."""
+        return next(loop for loop in self.loops if isinstance(loop, TimerRunner))
 
     @classmethod
     def open(
@@ -192,6 +199,7 @@ class Workspace:
             features=features,
             segments=segments,
             hasher=hasher,
+            timers=timers,
             clock=clock,
         )
         warehouse, writer = consumers.warehouse, consumers.writer

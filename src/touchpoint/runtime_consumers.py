@@ -25,6 +25,8 @@ from touchpoint.profiles.store.base import ProfileStore
 from touchpoint.profiles.tombstones import tombstone_key
 from touchpoint.segments.realtime import SegmentEvaluator
 from touchpoint.stream.pipeline import ProfilePipeline
+from touchpoint.timers.base import TimerStore
+from touchpoint.timers.runner import TimerRunner
 from touchpoint.warehouse import warehouse_root
 from touchpoint.warehouse.store import Warehouse
 from touchpoint.warehouse.writer import WarehouseWriter
@@ -34,10 +36,12 @@ FOLLOWER_WAIT_SECONDS = 0.1  # the least an idle consumer following `profiles` w
 
 @dataclass(frozen=True, slots=True)
 class Consumers:
-    """What `build_consumers` made: the profile consumer (`processor`), every hosted loop,
-    and the warehouse with its writer when the warehouse is on."""
+    """What `build_consumers` made: the profile consumer (`processor`), the timer runner,
+    every hosted loop (those two included), and the warehouse with its writer when the
+    warehouse is on."""
 
     processor: LogConsumer
+    timer_runner: TimerRunner
     loops: LoopHost
     warehouse: Warehouse | None
     writer: WarehouseWriter | None
@@ -54,9 +58,11 @@ def build_consumers(
     features: FeatureEngine,
     segments: SegmentEvaluator,
     hasher: IdentityHasher,
+    timers: TimerStore,
     clock: Clock,
 ) -> Consumers:
-    """The workspace's consumers, each on its own group, not started."""
+    """The workspace's consumers, each on its own group, and its timer runner (fed handlers
+    by the parts that schedule timers), not started."""
     config = settings.config
     poll_interval = parse_duration(config.stream.poll_interval).total_seconds()
     pipeline = ProfilePipeline(
@@ -82,9 +88,10 @@ def build_consumers(
         clock=clock.now,
         time=clock.time,
     )
-    loops = LoopHost([processor, outcomes])
+    timer_runner = TimerRunner(timers, (), clock=clock)
+    loops = LoopHost([processor, outcomes, timer_runner])
     if not config.warehouse.enabled:
-        return Consumers(processor, loops, None, None)
+        return Consumers(processor, timer_runner, loops, None, None)
     warehouse = Warehouse(warehouse_root(settings))
     writer = WarehouseWriter(
         warehouse,
@@ -107,7 +114,7 @@ def build_consumers(
             time=clock.time,
         )
     )
-    return Consumers(processor, loops, warehouse, writer)
+    return Consumers(processor, timer_runner, loops, warehouse, writer)
 
 
 def share_partitions(

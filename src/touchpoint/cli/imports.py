@@ -238,6 +238,7 @@ def _print_summary(result: ImportResult, errors_file: Path | None) -> None:
 
 def _apply(workspace: Workspace, since: dict[int, int]) -> None:
     from touchpoint.collect.imports import apply_imported
+    from touchpoint.decide.outcomes import OUTCOMES_GROUP
 
     with _progress() as progress:
         task = progress.add_task("applying to profiles", total=None, rows=0, rate=0.0)
@@ -247,7 +248,8 @@ def _apply(workspace: Workspace, since: dict[int, int]) -> None:
             rate = done / elapsed if elapsed > 0 else 0.0
             progress.update(task, completed=done, total=total, rows=done, rate=rate)
 
-        applied = apply_imported(workspace, since, on_progress=advance)
+        outcomes = workspace.loops.consumer(OUTCOMES_GROUP)
+        applied = apply_imported(workspace, since, followers=[outcomes], on_progress=advance)
     if applied.remaining:
         errors.print(
             f"[yellow]{applied.remaining:,} imported events not applied yet[/yellow]: "

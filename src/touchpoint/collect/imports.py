@@ -345,17 +345,20 @@ def apply_imported(
     workspace: ApplyingWorkspace,
     since: Mapping[int, int],
     *,
+    followers: Sequence[ProfileConsumer] = (),
     on_progress: Callable[[int, int], None] | None = None,
     stall_seconds: float | None = None,
     max_records: int = 2000,
 ) -> ApplyResult:
-    """Apply what was appended to the log after `since` (see `log_positions`) to profiles.
+    """Apply what was appended to the log after `since` (see `log_positions`) to profiles,
+    then run `followers` (the consumers that follow the profile group: the outcome joiner)
+    over it too.
 
-    This process joins the `profiles` group (`share_partitions`), so a running
-    `touchpoint serve` or worker takes part; it returns when every partition that grew is
-    committed past its end at the start of the call, or when nothing moved for
-    `stall_seconds` (default two lease TTLs: a dead member's leases have expired by then).
-    `on_progress(done, total)` follows the entries committed by anyone."""
+    This process joins each group (`share_partitions`), so a running `touchpoint serve` or
+    worker takes part; a group is done when every partition that grew is committed past
+    its end at the start of the call, or when nothing moved for `stall_seconds` (default
+    two lease TTLs: a dead member's leases have expired by then). `on_progress(done,
+    total)` follows the profile group's entries committed by anyone."""
     from touchpoint.core.clock import parse_duration
 
     log, processor = workspace.log, workspace.processor
@@ -368,28 +371,43 @@ def apply_imported(
     stall = stall_seconds if stall_seconds is not None else 2 * lease_ttl
     started = time.perf_counter()
 
-    def remaining() -> int:
-        return sum(max(0, end - log.committed(processor.group, p)) for p, end in targets.items())
+    def drain(
+        consumer: ProfileConsumer, progress: Callable[[int, int], None] | None
+    ) -> tuple[int, int]:
+        """Run `consumer` until its group reaches the targets (or stalls); (handled, left)."""
 
-    total = left = remaining()
-    applied = 0
-    coordinator = workspace.share_partitions(groups=[processor.group])[processor.group]
-    try:
-        last_move = time.monotonic()
-        while left > 0:
-            handled = processor.run_once(max_records)
-            applied += handled
-            now_left = remaining()
-            if handled or now_left < left:
-                last_move = time.monotonic()
-                if on_progress is not None:
-                    on_progress(total - now_left, total)
-            elif time.monotonic() - last_move > stall:
-                logger.warning("apply: %d imported events still unapplied; stopped", now_left)
-                break
-            else:
-                time.sleep(0.05)
-            left = now_left
-    finally:
-        coordinator.leave()
+        def remaining() -> int:
+            return sum(max(0, end - log.committed(consumer.group, p)) for p, end in targets.items())
+
+        total = left = remaining()
+        handled_here = 0
+        coordinator = workspace.share_partitions(groups=[consumer.group])[consumer.group]
+        try:
+            last_move = time.monotonic()
+            while left > 0:
+                handled = consumer.run_once(max_records)
+                handled_here += handled
+                now_left = remaining()
+                if handled or now_left < left:
+                    last_move = time.monotonic()
+                    if progress is not None:
+                        progress(total - now_left, total)
+                elif time.monotonic() - last_move > stall:
+                    logger.warning(
+                        "apply: %d imported events still unapplied by %s; stopped",
+                        now_left,
+                        consumer.group,
+                    )
+                    break
+                else:
+                    time.sleep(0.05)
+                left = now_left
+        finally:
+            coordinator.leave()
+        return handled_here, left
+
+    applied, left = drain(processor, on_progress)
+    if left == 0:
+        for follower in followers:
+            drain(follower, None)
     return ApplyResult(applied, left, time.perf_counter() - started)

@@ -38,6 +38,8 @@ from touchpoint.profiles.store.base import ProfileStore
 
 logger = logging.getLogger(__name__)
 
+OUTCOMES_GROUP = "outcomes"
+
 _KINDS: dict[str, OutcomeKind] = {VIEW_EVENT: "view", CLICK_EVENT: "click"}
 
 
@@ -94,7 +96,7 @@ class OutcomeHandler:
     that names a placement not declaring it is not a conversion.
     """
 
-    name = "outcomes"
+    name = OUTCOMES_GROUP
     follows: str | None = "profiles"
 
     def __init__(
@@ -104,7 +106,7 @@ class OutcomeHandler:
         profiles: ProfileStore,
         resolver: IdentityResolver,
         *,
-        group: str = "outcomes",
+        group: str = OUTCOMES_GROUP,
         follows: str | None = "profiles",
     ) -> None:
         self.decisions = decisions

@@ -73,9 +73,7 @@ class TimerRunner(BackgroundLoop):
         super().__init__(clock=clock.now)
         self.handlers: dict[str, TimerHandler] = {}
         for handler in handlers:
-            if handler.kind in self.handlers:
-                raise ValueError(f"two timer handlers for kind {handler.kind!r}")
-            self.handlers[handler.kind] = handler
+            self.register(handler)
         if lease_seconds <= 0 or batch < 1 or first_retry_seconds < 0 or max_wait_seconds <= 0:
             raise ValueError("lease, batch and wait must be positive, retries not negative")
         self.store = store
@@ -90,6 +88,12 @@ class TimerRunner(BackgroundLoop):
         self.fired = 0
         self.failed_fires = 0
         self._busy = False
+
+    def register(self, handler: TimerHandler) -> None:
+        """Fire timers of `handler.kind` through `handler` from now on (one per kind)."""
+        if handler.kind in self.handlers:
+            raise ValueError(f"two timer handlers for kind {handler.kind!r}")
+        self.handlers[handler.kind] = handler
 
     def step(self) -> int:
         """Claim a batch of due timers and fire each; how many were claimed."""

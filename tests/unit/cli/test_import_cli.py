@@ -241,3 +241,47 @@ def test_items_land_in_the_warehouse_catalog(tmp_path: Path) -> None:
         {"item_id": "A1", "name": "Red shoe", "price": 59.5},
         {"item_id": "B2", "name": "Hat", "price": 12.0},
     ]
+
+
+def test_imported_outcomes_are_joined_to_their_decisions(tmp_path: Path) -> None:
+    """The outcome joiner runs on its own consumer group: the import's apply runs it too, so
+    a click in an imported file reaches its decision as it did when it was a profile sink."""
+    from touchpoint.decide.decision_log.base import DecisionRecord
+
+    invoke(tmp_path, "events", str(tmp_path / "none.jsonl"))  # writes the config
+    workspace = opened(tmp_path)
+    try:
+        workspace.decisions.record(
+            [
+                DecisionRecord(
+                    decision_id="d1",
+                    placement="home_hero",
+                    content_id="hero_sale",
+                    profile_id=None,
+                    subject="user_id:c1",
+                    policy="priority",
+                    definitions_version=1,
+                    reason="eligible",
+                    propensity=1.0,
+                    at="1997-01-01T00:00:00.000Z",
+                )
+            ]
+        )
+    finally:
+        workspace.close()
+    path = tmp_path / "clicks.jsonl"
+    click = {
+        "type": "track",
+        "userId": "c1",
+        "event": "Decision Clicked",
+        "timestamp": "1997-01-01T00:01:00.000Z",
+        "properties": {"decision_id": "d1", "placement": "home_hero"},
+    }
+    path.write_bytes(orjson.dumps(click) + b"\n")
+    result = invoke(tmp_path, "events", str(path))
+    assert result.exit_code == 0, result.output
+    workspace = opened(tmp_path)
+    try:
+        assert [outcome.kind for outcome in workspace.decisions.outcomes("d1")] == ["click"]
+    finally:
+        workspace.close()
