@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Cached bytecode (__pycache__, ignored by git), even where the environment turns it off:
+# every test process and every server a test starts would compile the code again.
+unexport PYTHONDONTWRITEBYTECODE
 # Test processes: one per core (pytest-xdist); `make unit TEST_WORKERS=0` runs them in one.
 TEST_WORKERS ?= auto
 

@@ -48,7 +48,7 @@ def summary() -> CustomerSummary:
     """People who buy at a gamma-distributed rate and stop with a beta-distributed chance
     after each purchase (BG/NBD's story), each purchase worth a gamma amount."""
     rng = np.random.default_rng(3)
-    people = 400
+    people = 200
     rates = rng.gamma(0.8, 1 / 4.0, people)
     drop = rng.beta(1.0, 3.0, people)
     age = rng.uniform(20.0, 40.0, people)

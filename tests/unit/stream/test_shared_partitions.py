@@ -16,7 +16,9 @@ from touchpoint.profiles.model import Identity
 from touchpoint.runtime import Workspace
 
 PEOPLE = 24
-LEASE = 0.4
+# Long enough that a batch on a loaded machine (PostgreSQL, two test processes) never
+# outlasts a member's lease, short enough that the expiry test waits little.
+LEASE = 1.5
 
 
 def _config(**overrides: object) -> dict:
