@@ -26,3 +26,20 @@ def _documented_layers() -> list[list[str]]:
 
 def test_the_documented_layers_are_the_enforced_ones() -> None:
     assert _documented_layers() == _contract_layers()
+
+
+def test_every_store_is_a_folder_with_its_interface_and_one_module_per_technology() -> None:
+    """A backend module (`sqlite.py`, `postgres.py`, `redis.py`) sits beside its store's
+    `base.py`, which holds the interface and the factory (`build_<kind>`)."""
+    package = ROOT / "src" / "touchpoint"
+    backends = [
+        path
+        for name in ("sqlite.py", "postgres.py", "redis.py")
+        for path in package.rglob(name)
+        if path.parent != package / "core"  # core's are the connection helpers, not stores
+    ]
+    assert len(backends) >= 15
+    for backend in backends:
+        base = backend.with_name("base.py")
+        assert base.exists(), f"{backend.relative_to(package)} has no base.py beside it"
+        assert "def build_" in base.read_text(encoding="utf-8"), f"{base} has no factory"
