@@ -133,8 +133,13 @@ class LogConsumer(BackgroundLoop):
             return count
 
     def step(self) -> int:
-        """One batch, then the handler's periodic work when it is due."""
+        """One batch, then the handler's periodic work when it is due. A following consumer
+        that read less than a full batch then rests `idle_wait_seconds`: chasing every small
+        commit of the group it follows would cost a round of reads and a commit each time
+        (on Redis, several round trips per partition), for no gain in what it writes."""
         done = self.run_once()
+        if self.follows is not None and 0 < done < self.max_records:
+            self.pause(self.idle_wait_seconds)
         if self._ticking is not None:
             now = time.monotonic()
             if self._next_tick is None:
@@ -163,6 +168,11 @@ class LogConsumer(BackgroundLoop):
         """The owned partitions with something to read: the group's position and bound."""
         found: dict[int, tuple[int, int | None]] = {}
         for partition in self.partitions:
+            if self.follows is None and self._accumulating is None:
+                # Read through the group's deliveries (`poll`): its position is not needed,
+                # and on Redis reading it would be one more round trip per partition.
+                found[partition] = (0, None)
+                continue
             start = self.log.committed(self.group, partition)
             if self.follows is None:
                 found[partition] = (start, None)

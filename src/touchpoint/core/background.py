@@ -40,6 +40,7 @@ class BackgroundLoop(abc.ABC):
         self._thread: threading.Thread | None = None
         self._stop_event: threading.Event | None = None
         self._running = False
+        self._running_stop: threading.Event | None = None
         self.failure: str | None = None
         self.failing_since: str | None = None
 
@@ -51,6 +52,12 @@ class BackgroundLoop(abc.ABC):
         """Pause after a step that did nothing (default: a quarter second, or until stopped)."""
         stop.wait(0.25)
 
+    def pause(self, seconds: float) -> None:
+        """Within a step: wait `seconds`, or until the loop is asked to stop (no wait when
+        the step was called directly rather than by the loop)."""
+        if self._running_stop is not None:
+            self._running_stop.wait(seconds)
+
     def stopped(self) -> None:  # noqa: B027 - an optional hook
         """Called in the loop's thread once it stops (leave a group, release leases)."""
 
@@ -59,6 +66,7 @@ class BackgroundLoop(abc.ABC):
     def run_forever(self, stop: threading.Event) -> None:
         """Repeat `step` until `stop` is set (in the caller's thread)."""
         self._running = True
+        self._running_stop = stop
         try:
             self._repeat(stop)
         finally:

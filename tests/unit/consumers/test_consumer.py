@@ -265,3 +265,28 @@ def test_the_host_reports_a_failing_loop_and_refuses_two_of_a_name(log: SqliteEv
     assert host.failing() == []
     with pytest.raises(KeyError):
         host.consumer("nobody")
+
+
+def test_a_running_follower_rests_between_small_batches_instead_of_chasing_each_commit(
+    log: SqliteEventLog,
+) -> None:
+    """The followed group commits one entry every 20 ms: the follower reads at most about
+    once per `idle_wait_seconds`, each time what gathered meanwhile (without the rest it
+    would read and commit once per entry)."""
+    leader = LogConsumer(log, Recorder(log, "leader"))
+    follower_handler = Recorder(log, "follower", follows="leader")
+    follower = LogConsumer(log, follower_handler, idle_wait_seconds=0.2)
+    follower.start()
+    try:
+        started = time.monotonic()
+        sent = 0
+        while time.monotonic() - started < 1.0:
+            send(log, f"m{sent}")
+            sent += 1
+            leader.run_once()
+            time.sleep(0.02)
+        assert follower.wait_idle(5)
+    finally:
+        follower.stop()
+    assert len(follower_handler.seen) == sent > 30
+    assert follower_handler.calls <= 10  # 1 s of commits, read in a handful of batches
