@@ -36,12 +36,11 @@ FOLLOWER_WAIT_SECONDS = 0.1  # the least an idle consumer following `profiles` w
 
 @dataclass(frozen=True, slots=True)
 class Consumers:
-    """What `build_consumers` made: the profile consumer (`processor`), the timer runner,
-    every hosted loop (those two included), and the warehouse with its writer when the
+    """What `build_consumers` made: the profile consumer (`processor`), every hosted loop
+    (it and the timer runner included), and the warehouse with its writer when the
     warehouse is on."""
 
     processor: LogConsumer
-    timer_runner: TimerRunner
     loops: LoopHost
     warehouse: Warehouse | None
     writer: WarehouseWriter | None
@@ -91,7 +90,7 @@ def build_consumers(
     timer_runner = TimerRunner(timers, (), clock=clock)
     loops = LoopHost([processor, outcomes, timer_runner])
     if not config.warehouse.enabled:
-        return Consumers(processor, timer_runner, loops, None, None)
+        return Consumers(processor, loops, None, None)
     warehouse = Warehouse(warehouse_root(settings))
     writer = WarehouseWriter(
         warehouse,
@@ -114,7 +113,7 @@ def build_consumers(
             time=clock.time,
         )
     )
-    return Consumers(processor, timer_runner, loops, warehouse, writer)
+    return Consumers(processor, loops, warehouse, writer)
 
 
 def share_partitions(

@@ -25,6 +25,7 @@ from touchpoint.core.clock import parse_duration
 from touchpoint.core.config_stores import PostgresConfig
 from touchpoint.core.errors import ServiceUnavailableAtStart, Unavailable
 from touchpoint.core.leftovers import Leftover
+from touchpoint.core.migration_order import in_version_order
 from touchpoint.core.servers import POSTGRES_SETTING, first_line, redact_url
 
 logger = logging.getLogger(__name__)
@@ -302,17 +303,7 @@ class Postgres:
 
 def _ordered(migrations: Sequence[Migration]) -> list[Migration]:
     """Migrations by component then version; a component's versions must be 1, 2, …"""
-    by_component: dict[str, list[Migration]] = {}
-    for migration in migrations:
-        by_component.setdefault(migration.component, []).append(migration)
-    ordered: list[Migration] = []
-    for component, items in by_component.items():
-        items.sort(key=lambda m: m.version)
-        versions = [m.version for m in items]
-        if versions != list(range(1, len(items) + 1)):
-            raise ValueError(f"migrations of {component} must be numbered 1..n, got {versions}")
-        ordered.extend(items)
-    return ordered
+    return in_version_order(migrations, lambda migration: migration.component)
 
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")

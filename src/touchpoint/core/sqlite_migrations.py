@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from touchpoint.core.clock import isoformat, utcnow
+from touchpoint.core.migration_order import in_version_order
 
 logger = logging.getLogger(__name__)
 
@@ -206,14 +207,4 @@ def applied_versions(connection: sqlite3.Connection, store: str) -> list[int]:
 def ordered_migrations(migrations: Sequence[SqliteMigration]) -> list[SqliteMigration]:
     """Migrations by store (in first-seen order) then version; a store's versions must be
     1, 2, … n with no gap or repeat."""
-    by_store: dict[str, list[SqliteMigration]] = {}
-    for migration in migrations:
-        by_store.setdefault(migration.store, []).append(migration)
-    ordered: list[SqliteMigration] = []
-    for store, items in by_store.items():
-        items.sort(key=lambda m: m.version)
-        versions = [m.version for m in items]
-        if versions != list(range(1, len(items) + 1)):
-            raise ValueError(f"migrations of {store} must be numbered 1..n, got {versions}")
-        ordered.extend(items)
-    return ordered
+    return in_version_order(migrations, lambda migration: migration.store)

@@ -58,7 +58,6 @@ from touchpoint.decide.results import (
 )
 from touchpoint.definitions.store.base import DefinitionStore
 from touchpoint.models.recommend.source import RecommendationSource, RecommendedItems
-from touchpoint.profiles.lookup import Person as FoundPerson
 from touchpoint.profiles.lookup import PersonFinder
 from touchpoint.profiles.model import Identity
 
@@ -209,7 +208,8 @@ class Decider:
         at = isoformat(now)
         found = self._people.find(identities)
         profile = found.profile
-        subjects = self._subjects(found)
+        tombstones = {} if found.known else self._people.tombstones(identities)
+        subjects = self._subjects(identities, tombstones)
         profile_id = profile.profile_id if profile is not None else None
         document = (
             self._people.document(profile, now)
@@ -305,16 +305,16 @@ class Decider:
         return [self._people.identity(kind, given[kind]) for kind in ordered]
 
     @staticmethod
-    def _subjects(person: FoundPerson) -> list[str]:
+    def _subjects(identities: Sequence[Identity], tombstones: Mapping[Identity, str]) -> list[str]:
         """How the decision log names the person: `kind:value` per identity, except for an
         identity an erasure tombstoned, which is named only by its tombstone (someone erased
         who comes back is decided for as a stranger, and their identifier is not recorded
         again)."""
         return [
             f"erased:{key}"
-            if (key := person.tombstones.get(identity)) is not None
+            if (key := tombstones.get(identity)) is not None
             else f"{identity.kind}:{identity.value}"
-            for identity in person.identities
+            for identity in identities
         ]
 
     def _empty_document(self, now: datetime) -> dict[str, Any]:

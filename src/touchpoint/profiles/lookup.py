@@ -10,8 +10,8 @@ apart (a lookup that forgot to normalize would miss a profile that decide finds)
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -30,14 +30,12 @@ class Person:
 
     `identities`: in stored form (normalized, PII hashed), in the order asked;
     `profile_id`/`profile`: the first identity's profile that exists (`profile` is None
-    when not loaded or gone); `tombstones`: for a person without a profile, the tombstone
-    key of each identity an erasure left one for (someone erased who comes back).
+    when not loaded or gone).
     """
 
     identities: tuple[Identity, ...]
     profile_id: str | None = None
     profile: Profile | None = None
-    tombstones: Mapping[Identity, str] = field(default_factory=dict)
 
     @property
     def known(self) -> bool:
@@ -46,7 +44,7 @@ class Person:
 
 
 class PersonFinder:
-    """Finds people by identifier: normalize → hash → profile or tombstone → document.
+    """Finds people by identifier: normalize → hash → profile (or tombstones) → document.
 
     Shared by every request thread: it holds no per-request state, and each call reads
     the store afresh.
@@ -76,7 +74,7 @@ class PersonFinder:
 
     def find(self, identities: Sequence[Identity], *, load: bool = True) -> Person:
         """The person the identities (stored form) name: the profile of the first one that
-        has one (loaded unless `load` is False); with no profile, the tombstones found."""
+        has one (loaded unless `load` is False)."""
         for identity in identities:
             profile_id = self.profiles.find(identity)
             if profile_id is None:
@@ -86,12 +84,17 @@ class PersonFinder:
             profile = self.profiles.get(profile_id)
             if profile is not None:
                 return Person(tuple(identities), profile_id, profile)
-        tombstones = {}
+        return Person(tuple(identities))
+
+    def tombstones(self, identities: Sequence[Identity]) -> dict[Identity, str]:
+        """The tombstone key of each identity an erasure left one for (someone erased who
+        comes back); asked only of people without a profile, as a profile means none."""
+        found = {}
         for identity in identities:
             key = self.tombstone_key(identity)
             if self.profiles.tombstone(key) is not None:
-                tombstones[identity] = key
-        return Person(tuple(identities), tombstones=tombstones)
+                found[identity] = key
+        return found
 
     def find_one(self, kind: str, value: str, *, load: bool = True) -> Person:
         """`find` for one identifier as a caller writes it."""

@@ -97,6 +97,9 @@ class TimerRunner(BackgroundLoop):
 
     def step(self) -> int:
         """Claim a batch of due timers and fire each; how many were claimed."""
+        due = self.store.next_due()
+        if due is None or due > self.clock.now():
+            return 0  # a read, not the claim's write transaction, while nothing is due
         self._busy = True
         try:
             timers = self.store.claim_due(self.owner, self.lease_seconds, self.batch)

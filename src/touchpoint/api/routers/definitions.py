@@ -2,7 +2,7 @@
 
 Every write validates the whole resulting set before anything is stored (a bad one
 is a 422 naming its `path` and `reason`), creates at most one new version, and is
-recorded in the audit log by `decide.apply`. Reading placements
+recorded in the audit log by `definitions.apply`. Reading placements
 (`GET /v1/placements[/{name}]`) belongs to the decide router.
 """
 

@@ -128,7 +128,7 @@ class ProfileWriter(abc.ABC):
 
     @abc.abstractmethod
     def tombstoned(self, keys: Collection[str]) -> set[str]:
-        """Which of these tombstone keys (see govern.tombstones) an erasure left: events
+        """Which of these tombstone keys (see profiles.tombstones) an erasure left: events
         carrying such an identity belong to an erased person and must not be applied."""
 
 
