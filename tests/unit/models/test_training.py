@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import TEST_CONFIG, drain, write_config
 from touchpoint.config.settings import load_settings
+from touchpoint.core.clock import Clock
 from touchpoint.core.errors import InvalidInput
 from touchpoint.demo.catalog import build_catalog
 from touchpoint.demo.simulate import simulate_visitors
@@ -25,7 +26,11 @@ SCORE_MODELS = ["propensity", "churn", "lifetime"]
 
 def open_workspace(directory: Path) -> Workspace:
     config = write_config(directory, TEST_CONFIG)
-    return Workspace.open(load_settings(config, directory / "data", environ={}))
+    # The workspace's clock starts at NOW, the date the simulated data and cutoffs are
+    # fixed to: the wall clock would put receipts, features and segments months later.
+    return Workspace.open(
+        load_settings(config, directory / "data", environ={}), clock=Clock.starting_at(NOW)
+    )
 
 
 def trainer(workspace: Workspace) -> Trainer:
